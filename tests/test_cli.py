@@ -1,0 +1,156 @@
+"""The command-line contract: run, export, report, gate, exit codes and bad input, on the real local device."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import run_cli
+
+EXPORT_CELL_FIELDS = {"device", "model", "variant", "status", "error", "latency_ms", "init_ms", "first_inference_ms",
+                      "peak_rss_mb", "model_bytes", "runtime", "threads", "delegate"}
+LATENCY_FIELDS = {"samples", "p50", "p90", "p99", "mean", "std", "min", "max"}
+
+
+def _export(store: Path, run: str = "latest") -> dict[str, Any]:
+    result = run_cli("export", "--run", run, "--format", "json", "--store", store)
+    assert result.code == 0, result.err
+    return json.loads(result.out)
+
+
+@pytest.fixture()
+def measured(converted: Path, store: Path) -> dict[str, Any]:
+    result = run_cli("run", "--models", converted, "--devices", "local", "--runs", "8", "--min-seconds", "0",
+                     "--warmup", "1", "--label", "first", "--store", store, "-q")
+    assert result.code in (0, 3), result.err
+    assert "run id:" in result.out
+    return _export(store)
+
+
+def test_run_stores_every_variant_with_the_export_fields(measured: dict[str, Any]) -> None:
+    assert measured["schema_version"] == 1
+    assert {"id", "label", "started_at", "finished_at"} <= set(measured["run"])
+    assert measured["run"]["label"] == "first"
+    cells = {c["variant"]: c for c in measured["results"]}
+    assert set(cells) == {"fp32", "fp16", "dynamic", "int8", "int16x8"}
+    for cell in cells.values():
+        assert EXPORT_CELL_FIELDS <= set(cell)
+        if cell["status"] == "ok":
+            assert LATENCY_FIELDS <= set(cell["latency_ms"])
+            assert len(cell["latency_ms"]["samples"]) >= 8
+            assert cell["runtime"]["name"] == "ai_edge_litert" and cell["runtime"]["version"]
+            assert cell["init_ms"] > 0 and cell["peak_rss_mb"] > 0 and cell["model_bytes"] > 0
+        else:
+            assert cell["error"], cell
+    assert cells["fp32"]["status"] == "ok"
+    # The accuracy of the float model against the Keras reference, measured from on-device outputs.
+    (metrics,) = cells["fp32"]["accuracy"].values()
+    assert metrics["cosine"] > 0.9999
+    device = measured["devices"][0]
+    assert device["name"] == "local" and device["env"]["runtime"]["name"] == "ai_edge_litert"
+
+
+def test_second_run_ships_no_model_bytes(measured: dict[str, Any], converted: Path, store: Path) -> None:
+    result = run_cli("run", "--models", converted, "--devices", "local", "--runs", "3", "--min-seconds", "0",
+                     "--store", store, "-q")
+    assert "shipped 0 bytes" in result.out, result.out
+
+
+def test_resume_measures_only_what_is_missing(measured: dict[str, Any], converted: Path, store: Path) -> None:
+    run_id = measured["run"]["id"]
+    with sqlite3.connect(store) as db:
+        db.execute("DELETE FROM cells WHERE run_id=? AND variant IN ('fp16', 'int8')", (run_id,))
+    result = run_cli("run", "--models", converted, "--devices", "local", "--runs", "3", "--min-seconds", "0",
+                     "--store", store, "--resume", run_id, "-q")
+    assert result.code in (0, 3), result.err
+    ok_before = sum(c["status"] == "ok" for c in measured["results"]) - 2
+    assert f"{ok_before} cell(s) already measured" in result.out
+    again = _export(store, run_id)
+    assert {c["variant"] for c in again["results"]} == {"fp32", "fp16", "dynamic", "int8", "int16x8"}
+    fp32_before = next(c for c in measured["results"] if c["variant"] == "fp32")
+    fp32_after = next(c for c in again["results"] if c["variant"] == "fp32")
+    assert fp32_after["latency_ms"]["samples"] == fp32_before["latency_ms"]["samples"]  # not re-measured
+
+
+def test_report_is_written(measured: dict[str, Any], store: Path, tmp_path: Path) -> None:
+    out = tmp_path / "r.html"
+    result = run_cli("report", "--store", store, "-o", out)
+    assert result.code == 0, result.err
+    html = out.read_text()
+    assert "int16x8" in html and "fp32" in html
+    assert "http://" not in html.replace("http://www.w3.org/2000/svg", "")  # self-contained
+
+
+def test_gate_exit_codes(measured: dict[str, Any], store: Path, tmp_path: Path) -> None:
+    loose = tmp_path / "loose.yaml"
+    loose.write_text("budgets:\n  - variant: fp32\n    p90_ms: 10000\n    peak_rss_mb: 100000\n")
+    tight = tmp_path / "tight.yaml"
+    tight.write_text("budgets:\n  - variant: fp32\n    p90_ms: 0.000001\n")
+    junit = tmp_path / "junit.xml"
+    assert run_cli("gate", "--budgets", loose, "--store", store, "--junit", junit).code == 0
+    assert junit.exists()
+    broken = run_cli("gate", "--budgets", tight, "--store", store)
+    assert broken.code == 1 and "fp32" in broken.out
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("budgets:\n  - variant: fp32\n    p91_ms: 3\n")
+    result = run_cli("gate", "--budgets", bad, "--store", store)
+    assert result.code == 2 and f"{bad}:3" in result.err and "p91_ms" in result.err
+
+
+def test_corrupt_tflite_is_a_failed_cell_not_a_crash(tmp_path: Path, converted: Path, store: Path) -> None:
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "good.tflite").write_bytes((converted / "fp32.tflite").read_bytes())
+    (models / "broken.tflite").write_bytes(b"TFL3" + b"\x00" * 200)
+    result = run_cli("run", "--models", models, "--devices", "local", "--runs", "3", "--min-seconds", "0",
+                     "--store", store, "-q")
+    assert result.code == 3, result.err
+    cells = {c["model"]: c for c in _export(store)["results"]}
+    assert cells["good"]["status"] == "ok"
+    assert cells["broken"]["status"] == "failed_to_load" and cells["broken"]["error"]
+
+
+@pytest.mark.parametrize("text, line, words", [
+    ("all:\n  hosts:\n    pi: {ansible_port: twenty}\n", 3, "ansible_port"),
+    ("all:\n  hosts:\n    pi:\n      colour: red\n", 4, "unknown key 'colour'"),
+    ("all:\n  hosts:\n    pi: [\n", 4, "invalid YAML"),
+    ("all:\n  hosts:\n    pi:\n      transport: carrier-pigeon\n", 4, "transport"),
+])
+def test_malformed_inventory_names_the_line(tmp_path: Path, converted: Path, text: str, line: int, words: str) -> None:
+    inv = tmp_path / "inventory.yaml"
+    inv.write_text(text)
+    result = run_cli("run", "--models", converted, "--inventory", inv, "--store", tmp_path / "s.sqlite")
+    assert result.code == 2
+    assert f"{inv}:{line}" in result.err and words in result.err
+    assert "Traceback" not in result.err
+
+
+def test_bad_input_exit_codes(tmp_path: Path, converted: Path) -> None:
+    missing = run_cli("convert", tmp_path / "nope.keras")
+    assert missing.code == 2 and "nope.keras" in missing.err and "not found" in missing.err
+    not_a_model = tmp_path / "notes.txt"
+    not_a_model.write_text("hello")
+    assert run_cli("convert", not_a_model).code == 2
+    unknown_device = run_cli("run", "--models", converted, "--devices", "pi-99", "--store", tmp_path / "s.sqlite")
+    assert unknown_device.code == 2 and "pi-99" in unknown_device.err
+    assert run_cli("report", "--store", tmp_path / "empty.sqlite").code == 2
+    assert run_cli("run", "--models", tmp_path / "missing", "--store", tmp_path / "s.sqlite").code == 2
+
+
+def test_suite_file_drives_a_run(tmp_path: Path, converted: Path) -> None:
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(f"label: from-suite\nmodels:\n  - path: {converted}\n    variants: [fp32, int8]\n"
+                     "devices: [local]\nruns: 4\nmin_seconds: 0\n")
+    store = tmp_path / "s.sqlite"
+    result = run_cli("run", suite, "--store", store, "-q")
+    assert result.code == 0, result.err
+    export = _export(store)
+    assert export["run"]["label"] == "from-suite"
+    assert sorted(c["variant"] for c in export["results"]) == ["fp32", "int8"]
+    suite.write_text("models: []\nrunz: 3\n")
+    bad = run_cli("run", suite, "--store", store)
+    assert bad.code == 2 and f"{suite}:2" in bad.err
