@@ -51,6 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--warmup", type=int)
     r.add_argument("--min-seconds", type=float)
     r.add_argument("--threads", type=int)
+    r.add_argument("--repeats", type=int, help="measure each variant N times, interleaved across variants")
     r.add_argument("--label")
     r.add_argument("--resume", metavar="RUN", help="continue an interrupted run, measuring only what is missing")
     r.add_argument("--trust-new-hosts", action="store_true", help="accept and record unknown SSH host keys")
@@ -96,7 +97,8 @@ def dispatch(a: argparse.Namespace) -> int:
                                     as_json=a.json)
     if a.command == "run":
         return commands.cmd_run(a.suite, models=a.models, inventory=a.inventory, devices=a.devices, runs=a.runs,
-                                warmup=a.warmup, min_seconds=a.min_seconds, threads=a.threads, label=a.label,
+                                warmup=a.warmup, min_seconds=a.min_seconds, threads=a.threads, repeats=a.repeats,
+                                label=a.label,
                                 store=a.store, resume=a.resume, trust_new_hosts=a.trust_new_hosts,
                                 cell_timeout=a.cell_timeout, quiet=a.quiet, gate_budgets=a.budgets)
     if a.command == "report":

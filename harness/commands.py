@@ -157,7 +157,8 @@ def _git_commit() -> str | None:
 
 def cmd_run(suite_path: Path | None = None, *, models: list[Path] | None = None, inventory: Path | None = None,
             devices: str | None = None, runs: int | None = None, warmup: int | None = None,
-            min_seconds: float | None = None, threads: int | None = None, label: str | None = None,
+            min_seconds: float | None = None, threads: int | None = None, repeats: int | None = None,
+            label: str | None = None,
             store: Path | None = None, resume: str | None = None, trust_new_hosts: bool = False,
             cell_timeout: float | None = None, quiet: bool = False, stream: TextIO | None = None,
             gate_budgets: Path | None = None) -> int:
@@ -172,10 +173,10 @@ def cmd_run(suite_path: Path | None = None, *, models: list[Path] | None = None,
     inv = _inventory(inventory or suite.inventory)
     selected = inv.select(devices or suite.devices)
     overrides = {"runs": runs, "warmup": warmup, "min_seconds": min_seconds, "threads": threads,
-                 "cell_timeout_s": cell_timeout}
+                 "cell_timeout_s": cell_timeout, "repeats": repeats}
     known = {f.name for f in fields(Settings)}
-    settings = Settings(**{k: v for k, v in {**suite.settings, **overrides}.items() if v is not None and k in known},
-                        trust_new_hosts=trust_new_hosts)
+    chosen = {**suite.settings, **{k: v for k, v in overrides.items() if v is not None}}
+    settings = Settings(**{k: v for k, v in chosen.items() if k in known}, trust_new_hosts=trust_new_hosts)
     variants = [mv for entry in entries for mv in _variants_for(entry, out)]
 
     db = Store(store_path(store))
@@ -258,19 +259,19 @@ def cmd_export(*, run: str | None = None, fmt: str = "json", store: Path | None 
 def cmd_gate(budgets: Path, *, run: str | None = None, baseline: str | None = None, junit: Path | None = None,
              markdown: Path | None = None, allow_missing: bool = False, store: Path | None = None,
              stream: TextIO | None = None) -> int:
-    from .gate import evaluate, load_budgets, markdown_summary, write_junit
+    from .gate import evaluate, load_budgets, markdown_summary, text_summary, write_junit
 
     rules = load_budgets(budgets)
     db = Store(store_path(store))
     export = db.export_run(db.resolve(run))
     base = db.export_run(db.resolve(baseline)) if baseline else None
     result = evaluate(export, rules, base, allow_missing)
-    text = markdown_summary(result)
-    print(text, file=_out(stream))
+    print(text_summary(result), file=_out(stream))
     if junit:
         write_junit(result, junit)
-    if markdown:
-        markdown.write_text(text, encoding="utf-8")
+    if markdown:  # appended: $GITHUB_STEP_SUMMARY is shared by every step of a job
+        with open(markdown, "a", encoding="utf-8") as fh:
+            fh.write(markdown_summary(result) + "\n")
     return int(result.exit_code)
 
 

@@ -36,9 +36,26 @@ def _load_custom_objects(module_path: str | None) -> dict[str, Any]:
     return {k: v for k, v in vars(module).items() if isinstance(v, type)}
 
 
+def smooth_images(n: int, size: int, rng: np.random.Generator, channels: int = 3, cells: int = 4) -> np.ndarray:
+    """Low-frequency random images in [-1, 1] (bilinear upsampling of a coarse random grid).
+
+    Pixel-wise noise averages out in any pooling network, so every sample would
+    look alike to the model: useless for calibration and for accuracy checks.
+    """
+    coarse = rng.uniform(-1, 1, size=(n, cells + 1, cells + 1, channels))
+    pos = np.linspace(0, cells, size)
+    i0 = np.floor(pos).astype(int).clip(0, cells - 1)
+    f = pos - i0
+    rows = coarse[:, i0] * (1 - f)[None, :, None, None] + coarse[:, i0 + 1] * f[None, :, None, None]
+    out = rows[:, :, i0] * (1 - f)[None, None, :, None] + rows[:, :, i0 + 1] * f[None, None, :, None]
+    return out.astype(np.float32)
+
+
 def _random_like(spec: dict[str, Any], n: int, rng: np.random.Generator) -> np.ndarray:
     shape = [n] + spec["shape"][1:]
     dtype = np.dtype(spec["dtype"])
+    if dtype.kind == "f" and len(shape) == 4 and shape[1] == shape[2] and shape[3] in (1, 3):
+        return smooth_images(n, shape[1], rng, channels=shape[3]).astype(dtype)
     if dtype.kind in "iu":
         return rng.integers(0, 10, size=shape).astype(dtype)
     if dtype.kind == "b":

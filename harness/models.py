@@ -14,7 +14,7 @@ MAX_MANIFEST_BYTES = 16 * 1024 * 1024
 MAX_TFLITE_BYTES = 2 * 1024**3
 
 
-@dataclass
+@dataclass(eq=False)  # identity: the runner keys pending work by variant object
 class ModelVariant:
     model: str
     variant: str

@@ -40,13 +40,14 @@ class Settings:
     max_runs: int = 10000
     threads: int | None = None
     cell_timeout_s: float = 600.0
+    repeats: int = 1
     trust_new_hosts: bool = False
     evaluate: bool = True
 
     def describe(self) -> dict[str, Any]:
         return {"runs": self.runs, "warmup": self.warmup, "min_seconds": self.min_seconds,
                 "warmup_seconds": self.warmup_seconds, "max_runs": self.max_runs, "threads": self.threads,
-                "cell_timeout_s": self.cell_timeout_s}
+                "cell_timeout_s": self.cell_timeout_s, "repeats": self.repeats}
 
 
 CellCallback = Callable[[dict[str, Any]], None]
@@ -143,93 +144,133 @@ class _Frames:
         return item
 
 
-def measure_device(device: Device, variants: list[ModelVariant], settings: Settings,
-                   on_cell: CellCallback, on_device: DeviceCallback) -> None:
-    """Measure every variant on one device; every variant ends as exactly one on_cell call."""
-    record: dict[str, Any] = {**device.describe(), "status": "ok", "error": None, "env": None,
-                              "agent_version": None, "bytes_shipped": 0, "files_shipped": 0}
-    remaining = [mv for mv in variants if mv.path is not None and mv.status == "ok"]
-    for mv in variants:
-        if mv not in remaining:
-            on_cell(empty_cell(device.name, mv, mv.status, mv.error))
-    attempt = 0
-    while remaining:
-        transport: Transport | None = None
+class _DeviceRun:
+    """One device's run: which (variant, repeat) results are still due, and the parts already received.
+
+    Repeats of a variant are interleaved across variants (v1 v2 v3 v1 v2 v3 ...)
+    so thermal drift does not punish whichever variant runs last; their samples
+    are merged into one cell.
+    """
+
+    def __init__(self, device: Device, variants: list[ModelVariant], settings: Settings, on_cell: CellCallback):
+        self.device = device
+        self.settings = settings
+        self.on_cell = on_cell
+        self.repeats = max(1, settings.repeats)
+        measurable = [mv for mv in variants if mv.path is not None and mv.status == "ok"]
+        self.pending = [(mv, r) for r in range(self.repeats) for mv in measurable]
+        self.expected: list[tuple[ModelVariant, int]] = []  # what the running agent will still report, in order
+        self.parts: dict[str, list[dict[str, Any]]] = {}
+        self.record: dict[str, Any] = {**device.describe(), "status": "ok", "error": None, "env": None,
+                                       "agent_version": None, "bytes_shipped": 0, "files_shipped": 0}
+        for mv in variants:
+            if mv not in measurable:
+                on_cell(empty_cell(device.name, mv, mv.status, mv.error))
+
+    def frame_id(self, mv: ModelVariant, rep: int) -> str:
+        return mv.key if self.repeats == 1 else f"{mv.key}#{rep}"
+
+    def accept(self, frame: dict[str, Any], hello: dict[str, Any]) -> None:
+        mv, rep = self.expected.pop(0)
+        frame = check_cell(frame, self.frame_id(mv, rep))
+        if (mv, rep) not in self.pending:
+            return  # a later repeat of a variant that already failed
+        if frame["status"] != "ok":
+            self.on_cell(build_cell(self.device, mv, frame, hello))
+            self._drop(mv)
+            return
+        self.pending.remove((mv, rep))
+        parts = self.parts.setdefault(mv.key, [])
+        parts.append(frame)
+        if len(parts) == self.repeats:
+            merged = dict(parts[0], thermal_after=parts[-1].get("thermal_after"),
+                          samples_ms=[s for part in parts for s in part["samples_ms"]])
+            self.on_cell({**build_cell(self.device, mv, merged, hello), "repeats": self.repeats})
+
+    def fail_current(self, status: str, error: str, stderr_tail: str | None = None) -> None:
+        """The result the agent was working on will not come."""
+        mv, rep = self.expected.pop(0)
+        if (mv, rep) in self.pending:
+            self.on_cell({**empty_cell(self.device.name, mv, status, error), "stderr_tail": stderr_tail or None})
+            self._drop(mv)
+
+    def fail_all(self, status: str, error: str) -> None:
+        self.record.update(status=status, error=error)
+        for mv in dict.fromkeys(mv for mv, _ in self.pending):
+            self.on_cell(empty_cell(self.device.name, mv, status, error))
+        self.pending = []
+
+    def _drop(self, mv: ModelVariant) -> None:
+        self.pending = [(m, r) for m, r in self.pending if m is not mv]
+        self.parts.pop(mv.key, None)
+
+    def attempt(self) -> None:
+        """Connect, ship, start one agent for everything pending, and consume its frames."""
+        device, settings = self.device, self.settings
+        transport = make_transport(device, trust_new_hosts=settings.trust_new_hosts)
         proc: RemoteProcess | None = None
         try:
-            transport = make_transport(device, trust_new_hosts=settings.trust_new_hosts)
             transport.connect()
-            files = [agent_zip()] + [mv.path for mv in remaining if mv.path] + [
-                mv.eval_inputs for mv in remaining if settings.evaluate and mv.eval_inputs]
-            digests = {mv.path: mv.sha256 for mv in remaining if mv.path and mv.sha256}
-            shipped = ship(transport, [f for f in files if f is not None], digests)
-            record["bytes_shipped"] += shipped.bytes_sent
-            record["files_shipped"] += shipped.files_sent
+            todo = list(dict.fromkeys(mv for mv, _ in self.pending))
+            files = [agent_zip()] + [mv.path for mv in todo if mv.path]
+            files += [mv.eval_inputs for mv in todo if settings.evaluate and mv.eval_inputs]
+            shipped = ship(transport, files, {mv.path: mv.sha256 for mv in todo if mv.path and mv.sha256})
+            self.record["bytes_shipped"] += shipped.bytes_sent
+            self.record["files_shipped"] += shipped.files_sent
             proc = transport.start([device.python, shipped.remote[agent_zip()], "serve", device.runtime])
-            cells = [_job_cell(device, mv, shipped.remote, settings) for mv in remaining]
+            self.expected = list(self.pending)
+            cells = [dict(_job_cell(device, mv, shipped.remote, settings), id=self.frame_id(mv, r))
+                     for mv, r in self.expected]
             proc.stdin.write(encode_job(cells, device.runtime))
             proc.stdin.close()
             frames = _Frames(proc)
             hello: dict[str, Any] = {}
-            silent_limit = settings.cell_timeout_s + 60
-            while remaining:
-                frame = frames.next(silent_limit)
-                if frame is None:
-                    raise EOFError
+            while self.pending:
+                frame = frames.next(settings.cell_timeout_s + 60)
+                if frame is None or frame["type"] == "done":
+                    break
                 if frame["type"] == "fatal":
-                    record.update(status="environment_error", error=str(frame.get("error"))[:1000],
-                                  env=frame.get("env"))
-                    for mv in remaining:
-                        on_cell(empty_cell(device.name, mv, "environment_error", record["error"]))
-                    remaining = []
+                    self.record["env"] = frame.get("env")
+                    self.fail_all("environment_error", str(frame.get("error"))[:1000])
                 elif frame["type"] == "hello":
                     hello = frame
-                    record.update(env=frame.get("env"), agent_version=frame.get("agent_version"))
+                    self.record.update(env=frame.get("env"), agent_version=frame.get("agent_version"))
                 elif frame["type"] == "cell":
-                    mv = remaining[0]
-                    on_cell(build_cell(device, mv, check_cell(frame, mv.key), hello))
-                    remaining.pop(0)
-                elif frame["type"] == "done":
-                    break
-            if remaining:
-                raise EOFError
-        except EOFError:
-            # The agent ended early. A lost connection is retried; a dead agent costs the current cell.
-            assert transport is not None
-            tail = proc.stderr_tail() if proc else ""
-            if _alive(transport) and remaining:
-                on_cell({**empty_cell(device.name, remaining.pop(0), "crashed",
-                                      "agent ended without a result for this cell"), "stderr_tail": tail or None})
-            elif not _retry(attempt, device, record, remaining, on_cell, "connection_lost",
-                            "connection lost during the run"):
-                remaining = []
-            attempt += 1
+                    self.accept(frame, hello)
+            if self.pending and self.expected:
+                # The agent ended early: a lost connection is retried, a dead agent costs the current cell.
+                if not _alive(transport):
+                    raise TransportError("connection_lost", "connection lost during the run")
+                self.fail_current("crashed", "agent ended without a result for this cell", proc.stderr_tail())
         except ProtocolError as exc:
-            mv = remaining.pop(0)
-            on_cell({**empty_cell(device.name, mv, "invalid_output", f"agent output rejected: {exc}"),
-                     "stderr_tail": proc.stderr_tail() if proc else None})
-            attempt += 1
-        except TransportError as exc:
-            if exc.status in ("connection_lost",) and _retry(attempt, device, record, remaining, on_cell,
-                                                              exc.status, exc.message):
-                attempt += 1
-                continue
-            if exc.status == "timeout" and remaining:
-                on_cell(empty_cell(device.name, remaining.pop(0), "timeout", exc.message))
-                attempt += 1
-                continue
-            record.update(status=exc.status, error=exc.message)
-            for mv in remaining:
-                on_cell(empty_cell(device.name, mv, exc.status, exc.message))
-            remaining = []
+            self.fail_current("invalid_output", f"agent output rejected: {exc}", proc.stderr_tail() if proc else None)
         finally:
             if proc is not None:
                 proc.kill()
-            if transport is not None:
-                transport.close()
-        if attempt > len(RECONNECT_BACKOFF_S) + len(variants):
-            break  # a device that keeps failing differently: stop, every cell already has a result
-    on_device(record)
+            transport.close()
+
+
+def measure_device(device: Device, variants: list[ModelVariant], settings: Settings,
+                   on_cell: CellCallback, on_device: DeviceCallback) -> None:
+    """Measure every variant on one device; every variant ends as exactly one on_cell call.
+
+    Each attempt either settles at least one pending result or uses up one of
+    the bounded reconnects, so the loop always ends.
+    """
+    run = _DeviceRun(device, variants, settings, on_cell)
+    reconnects = 0
+    while run.pending:
+        try:
+            run.attempt()
+        except TransportError as exc:
+            if exc.status == "connection_lost" and reconnects < len(RECONNECT_BACKOFF_S):
+                time.sleep(RECONNECT_BACKOFF_S[reconnects])
+                reconnects += 1
+            elif exc.status == "timeout" and run.expected:
+                run.fail_current("timeout", exc.message)
+            else:
+                run.fail_all(exc.status, exc.message)
+    on_device(run.record)
 
 
 def _alive(transport: Transport) -> bool:
@@ -237,18 +278,6 @@ def _alive(transport: Transport) -> bool:
         return transport.run(["true"], 15).code == 0
     except TransportError:
         return False
-
-
-def _retry(attempt: int, device: Device, record: dict[str, Any], remaining: list[ModelVariant],
-           on_cell: CellCallback, status: str, message: str) -> bool:
-    """Back off before reconnecting; after the last attempt the remaining cells get ``status``."""
-    if attempt < len(RECONNECT_BACKOFF_S):
-        time.sleep(RECONNECT_BACKOFF_S[attempt])
-        return True
-    record.update(status=status, error=message)
-    for mv in remaining:
-        on_cell(empty_cell(device.name, mv, status, message))
-    return False
 
 
 def measure_all(plan: list[tuple[Device, list[ModelVariant]]], settings: Settings,

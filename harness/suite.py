@@ -14,6 +14,7 @@
     warmup: 5
     min_seconds: 1.0
     threads: 2
+    repeats: 3                     # measure each variant 3 times, interleaved across variants
     budgets: budgets.yaml          # gated after the run when given
 
 Paths are relative to the suite file. Command-line flags override the suite.
@@ -29,7 +30,7 @@ from .errors import EdgebenchError
 from .yamlfile import YDict, YList, check_keys, load_yaml, where
 
 SUITE_KEYS = {"schema_version", "label", "inventory", "devices", "models", "runs", "warmup", "min_seconds",
-              "warmup_seconds", "threads", "budgets", "cell_timeout_s"}
+              "warmup_seconds", "threads", "budgets", "cell_timeout_s", "repeats"}
 MODEL_KEYS = {"path", "name", "variants", "calibration", "eval_data", "custom_objects"}
 SOURCE_SUFFIXES = (".keras", ".h5", ".hdf5")
 
@@ -101,7 +102,7 @@ def load_suite(path: Path) -> Suite:
     devices = _typed(path, data, "devices", (list, str))
     settings = {}
     for key, types in (("runs", (int,)), ("warmup", (int,)), ("min_seconds", (int, float)),
-                       ("warmup_seconds", (int, float)), ("threads", (int,)), ("cell_timeout_s", (int, float))):
+                       ("warmup_seconds", (int, float)), ("threads", (int,)), ("cell_timeout_s", (int, float)), ("repeats", (int,))):
         value = _typed(path, data, key, types)
         if value is not None:
             if value < 0:

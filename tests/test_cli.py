@@ -144,13 +144,15 @@ def test_bad_input_exit_codes(tmp_path: Path, converted: Path) -> None:
 def test_suite_file_drives_a_run(tmp_path: Path, converted: Path) -> None:
     suite = tmp_path / "suite.yaml"
     suite.write_text(f"label: from-suite\nmodels:\n  - path: {converted}\n    variants: [fp32, int8]\n"
-                     "devices: [local]\nruns: 4\nmin_seconds: 0\n")
+                     "devices: [local]\nruns: 4\nmin_seconds: 0\nrepeats: 2\n")
     store = tmp_path / "s.sqlite"
     result = run_cli("run", suite, "--store", store, "-q")
     assert result.code == 0, result.err
     export = _export(store)
     assert export["run"]["label"] == "from-suite"
     assert sorted(c["variant"] for c in export["results"]) == ["fp32", "int8"]
+    for cell in export["results"]:  # two interleaved repeats merged into one cell
+        assert cell["repeats"] == 2 and cell["latency_ms"]["count"] >= 8
     suite.write_text("models: []\nrunz: 3\n")
     bad = run_cli("run", suite, "--store", store)
     assert bad.code == 2 and f"{suite}:2" in bad.err
