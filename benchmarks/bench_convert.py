@@ -60,7 +60,9 @@ m.save(sys.argv[1])
 
 def timed(argv: list[str], env: dict[str, str]) -> float:
     t0 = time.perf_counter()
-    subprocess.run(argv, check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    done = subprocess.run(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if done.returncode not in (0, 3):  # 3: a variant failed, which is a result (int16x8 of MobileNetV2 does)
+        sys.exit(f"{argv} failed ({done.returncode}):\n{done.stdout[-2000:]}")
     return time.perf_counter() - t0
 
 

@@ -9,8 +9,13 @@ import sys
 import tempfile
 import time
 
-from . import AGENT_VERSION, FRAME_MAGIC, MAX_FRAME_BYTES, SCHEMA_VERSION, environment, measure
+from . import AGENT_VERSION, FRAME_MAGIC, MAX_FRAME_BYTES, SCHEMA_VERSION, environment
 from .runtime import EnvironmentProblem, find_runtime
+
+try:
+    from . import measure
+except ImportError:  # no numpy: find_runtime() fails too and says so in a fatal frame, not a traceback
+    measure = None
 
 STDERR_TAIL_BYTES = 2000
 DEFAULT_CELL_TIMEOUT_S = 600.0

@@ -72,9 +72,15 @@ def thermal():
     }
 
 
-def describe(runtime):
-    import numpy
+def _numpy_version():
+    try:
+        import numpy
+    except ImportError:
+        return None
+    return numpy.__version__
 
+
+def describe(runtime):
     governors = sorted(
         {g for g in (_read(p) for p in glob.glob("/sys/devices/system/cpu/cpu[0-9]*/cpufreq/scaling_governor")) if g}
     )
@@ -87,7 +93,7 @@ def describe(runtime):
         "hostname": platform.node() or None,
         "python": platform.python_version(),
         "python_executable": sys.executable,
-        "numpy": numpy.__version__,
+        "numpy": _numpy_version(),
         "runtime": runtime.describe() if runtime else None,
         "governor": ",".join(governors) or None,
     }

@@ -1,11 +1,23 @@
 """Measure one model with one interpreter. Runs inside a child process per model.
 
-Result fields (all times in milliseconds, samples with 0.1 us resolution):
+Result fields (times in milliseconds; samples keep the clock's nanoseconds):
 status ("ok", "failed_to_load", "failed_to_prepare", "failed_to_invoke",
 "invalid_input"), error, phase, model_bytes, load_ms, allocate_ms, init_ms,
 first_inference_ms, samples_ms, warmup_runs, rss_before_mb, rss_after_mb,
 peak_rss_mb, rss_growth_mb, threads, delegate, inputs, outputs, stateful,
-eval_outputs.
+eval_outputs, clock_ns.
+
+- rss_before_mb / rss_after_mb: VmRSS before loading the model and after the
+  timed runs; rss_growth_mb is their difference; peak_rss_mb is VmHWM, reset
+  before loading where the kernel allows.
+- delegate: {"name", "coverage": {"ops", "partitions", "cpu_ops",
+  "cpu_op_names", "fully_delegated"} | null}. cpu_ops counts the model's ops
+  that no delegate took: a silent fallback to the CPU kernels shows here.
+- stateful: the model holds resource variables (true/false, null if unknown).
+- clock_ns: {"load", "timed"}: time.perf_counter_ns() when loading started and
+  when the first timed invoke started. On Linux this is CLOCK_MONOTONIC, one
+  clock for every process on the machine, so a caller there can put the
+  agent's phases on its own timeline.
 """
 
 import base64
@@ -118,8 +130,13 @@ def _dequantize(y, detail):
     return y.astype(np.float32)
 
 
-def _timed_loop(invoke, runs, min_seconds, max_runs):
-    """Time invoke() alone: the loop body is two clock reads and an append."""
+def timed_loop(invoke, runs, min_seconds, max_runs):
+    """Nanoseconds of each invoke(): at least `runs` calls and `min_seconds`, at most `max_runs` calls.
+
+    Only the call sits between the two clock reads; a sample's fixed cost (one
+    clock read and the call itself) is what benchmarks/bench_agent_fidelity.py
+    reports as the per-sample overhead.
+    """
     clock = time.perf_counter_ns
     samples = []
     append = samples.append
@@ -134,7 +151,7 @@ def _timed_loop(invoke, runs, min_seconds, max_runs):
 
 
 def _ms(ns):
-    return round(ns / 1e6, 4)
+    return round(ns / 1e6, 6)  # exact nanoseconds: a 10 us invoke keeps its digits
 
 
 def _eval_outputs(interpreter, inputs, outputs, path, max_values):
@@ -166,60 +183,110 @@ def _eval_outputs(interpreter, inputs, outputs, path, max_values):
     return result
 
 
-def _delegate_coverage(interpreter):
-    """How the graph was partitioned, where the runtime can tell us (LiteRT only)."""
+def _nodes(interpreter):
+    """[(op name, input tensors, output tensors)] of the main graph, or None if the runtime hides them.
+
+    Read through the wrapper's node accessors: the public *_details() helpers
+    also read every tensor's details, which can segfault on tflite-runtime 2.14.
+    """
     try:
-        ops = interpreter._get_ops_details()
+        w = interpreter._interpreter
+        return [(w.NodeName(i), [int(t) for t in w.NodeInputs(i)], [int(t) for t in w.NodeOutputs(i)])
+                for i in range(w.NumNodes())]
     except Exception:
         return None
-    names = [op.get("op_name", "") for op in ops]
-    delegated = [n for n in names if "DELEGATE" in n.upper()]
-    return {"partitions": len(delegated), "cpu_ops": len(names) - len(delegated)}
 
 
-def measure(cell, runtime):
-    """Measure one cell; raises CellFailure for a model the runtime cannot run."""
-    path = cell["model_path"]
-    threads = cell.get("threads")
-    delegate_spec = cell.get("delegate")
-    rss_before = _status_kb("VmRSS")
-    _reset_peak_rss()
-    result = {"model_bytes": os.path.getsize(path), "threads": threads}
+def delegate_coverage(nodes):
+    """Which of the model's ops the delegates took, from the node list after allocate_tensors().
 
-    t0 = time.perf_counter_ns()
+    The list holds the model's ops, then one DELEGATE node per partition with the
+    partition's boundary tensors as its inputs and outputs. A partition's ops are
+    the producers of its outputs, everything they read back to its inputs, and
+    every consumer of a tensor produced inside that is not an output (which
+    finds ops without outputs such as ASSIGN_VARIABLE).
+    """
+    ops = [n for n in nodes if n[0] != "DELEGATE"]
+    producer, consumers = {}, {}
+    for i, (_, ins, outs) in enumerate(ops):
+        for t in outs:
+            producer[t] = i
+        for t in ins:
+            consumers.setdefault(t, []).append(i)
+    partitions = [n for n in nodes if n[0] == "DELEGATE"]
+    taken = set()
+    for _, boundary_in, boundary_out in partitions:
+        todo = [producer[t] for t in boundary_out if t in producer]
+        while todo:
+            i = todo.pop()
+            if i in taken:
+                continue
+            taken.add(i)
+            _, ins, outs = ops[i]
+            todo.extend(producer[t] for t in ins if t in producer and t not in boundary_in)
+            todo.extend(j for t in outs if t not in boundary_out for j in consumers.get(t, ()))
+    cpu = [ops[i][0] for i in range(len(ops)) if i not in taken]
+    return {"ops": len(ops), "partitions": len(partitions), "cpu_ops": len(cpu),
+            "cpu_op_names": sorted(set(cpu)), "fully_delegated": bool(partitions) and not cpu}
+
+
+def _load(runtime, path, threads, delegates):
+    kwargs = {"model_path": path, "num_threads": threads}
+    if delegates:
+        kwargs["experimental_delegates"] = delegates
     try:
-        delegates = []
-        if delegate_spec and delegate_spec.get("library"):
-            delegates = [runtime.load_delegate(delegate_spec["library"], delegate_spec.get("options") or {})]
-        kwargs = {"model_path": path, "num_threads": threads}
-        if delegates:
-            kwargs["experimental_delegates"] = delegates
-        interpreter = runtime.interpreter_cls(**kwargs)
+        return runtime.interpreter_cls(**kwargs)
     except Exception as exc:
         raise CellFailure("failed_to_load", "load", exc)
-    t1 = time.perf_counter_ns()
+
+
+def _allocate(interpreter):
+    """Allocate tensors; a dynamic dimension (usually the batch) becomes 1."""
     try:
-        inputs = _io(interpreter, "inputs")
-        for _, d in inputs:
+        for d in interpreter.get_input_details():
             sig = d.get("shape_signature")
             if sig is not None and any(int(x) < 0 for x in sig):
                 interpreter.resize_tensor_input(d["index"], [1 if int(x) < 0 else int(x) for x in sig])
         interpreter.allocate_tensors()
     except Exception as exc:
         raise CellFailure("failed_to_prepare", "allocate", exc)
+
+
+def measure(cell, runtime):
+    """Measure one cell; raises CellFailure for a model the runtime cannot run."""
+    path = cell["model_path"]
+    threads = cell.get("threads")
+    delegate_spec = cell.get("delegate") or {}
+    rss_before = _status_kb("VmRSS")
+    _reset_peak_rss()
+    result = {"model_bytes": os.path.getsize(path), "threads": threads}
+
+    t0 = time.perf_counter_ns()
+    delegates = []
+    if delegate_spec.get("library"):
+        try:
+            delegates = [runtime.load_delegate(delegate_spec["library"], delegate_spec.get("options") or {})]
+        except Exception as exc:
+            raise CellFailure("failed_to_load", "load", exc)
+    interpreter = _load(runtime, path, threads, delegates)
+    t1 = time.perf_counter_ns()
+    _allocate(interpreter)
     t2 = time.perf_counter_ns()
 
-    inputs = _io(interpreter, "inputs")  # shapes are final only after allocation
+    inputs = _io(interpreter, "inputs")
     outputs = _io(interpreter, "outputs")
+    nodes = _nodes(interpreter)
+    stateful = None if nodes is None else any(n[0] in ("VAR_HANDLE", "ASSIGN_VARIABLE") for n in nodes)
     result.update({
         "load_ms": _ms(t1 - t0),
         "allocate_ms": _ms(t2 - t1),
         "init_ms": _ms(t2 - t0),
         "inputs": [_describe(n, d) for n, d in inputs],
         "outputs": [_describe(n, d) for n, d in outputs],
+        "stateful": stateful,
         "delegate": {
-            "name": (delegate_spec or {}).get("name") or ("external" if delegates else "xnnpack-default"),
-            "coverage": _delegate_coverage(interpreter) if runtime.name == "ai_edge_litert" else None,
+            "name": delegate_spec.get("name") or ("external" if delegates else "xnnpack-default"),
+            "coverage": None if nodes is None else delegate_coverage(nodes),
         },
     })
 
@@ -230,40 +297,47 @@ def measure(cell, runtime):
     except Exception as exc:
         raise CellFailure("invalid_input", "set_input", exc)
 
-    # Stateful models change their variables on every invoke: each measured
+    # Variable tensors (e.g. LSTM state) change on every invoke: each measured
     # sequence starts from the same state.
-    reset = getattr(interpreter, "reset_all_variables", lambda: None)
+    reset = interpreter.reset_all_variables
     invoke = interpreter.invoke
+    max_runs = int(cell.get("max_runs", 10000))
     try:
         reset()
         t3 = time.perf_counter_ns()
         invoke()
         result["first_inference_ms"] = _ms(time.perf_counter_ns() - t3)
-        warm = _timed_loop(invoke, int(cell.get("warmup", 1)), float(cell.get("warmup_seconds", 0.5)),
-                           int(cell.get("max_runs", 10000)))
+        warm = timed_loop(invoke, int(cell.get("warmup", 1)), float(cell.get("warmup_seconds", 0.5)), max_runs)
         reset()
-        samples = _timed_loop(invoke, int(cell.get("runs", 50)), float(cell.get("min_seconds", 1.0)),
-                              int(cell.get("max_runs", 10000)))
+        t4 = time.perf_counter_ns()
+        samples = timed_loop(invoke, int(cell.get("runs", 50)), float(cell.get("min_seconds", 1.0)), max_runs)
     except Exception as exc:
         raise CellFailure("failed_to_invoke", "invoke", exc)
-    result["warmup_runs"] = len(warm)
-    result["samples_ms"] = [_ms(s) for s in samples]
-
-    if cell.get("eval_inputs"):
-        try:
-            reset()
-            result["eval_outputs"] = _eval_outputs(interpreter, inputs, outputs, cell["eval_inputs"],
-                                                   int(cell.get("max_output_values", 4000000)))
-        except Exception as exc:
-            raise CellFailure("invalid_input", "evaluate", exc)
-
     rss_after = _status_kb("VmRSS")
     result.update({
+        "warmup_runs": len(warm),
+        "samples_ms": [_ms(s) for s in samples],
+        "clock_ns": {"load": t0, "timed": t4},
         "rss_before_mb": _mb(rss_before),
         "rss_after_mb": _mb(rss_after),
         "peak_rss_mb": _mb(_status_kb("VmHWM")),
         "rss_growth_mb": _mb(rss_after - rss_before) if None not in (rss_before, rss_after) else None,
     })
+
+    if cell.get("eval_inputs"):
+        if stateful is not False:
+            # reset_all_variables() leaves resource variables as they are (ai-edge-litert
+            # 2.3, tflite-runtime 2.14): evaluate with a fresh interpreter, so the
+            # outputs do not depend on how many timed runs came before.
+            interpreter = _load(runtime, path, threads, delegates)
+            _allocate(interpreter)
+        try:
+            interpreter.reset_all_variables()
+            result["eval_outputs"] = _eval_outputs(interpreter, inputs, outputs, cell["eval_inputs"],
+                                                   int(cell.get("max_output_values", 4000000)))
+        except Exception as exc:
+            raise CellFailure("invalid_input", "evaluate", exc)
+
     result["status"] = "ok"
     result["error"] = None
     return result
@@ -277,11 +351,11 @@ def summarize(samples_ms):
     p50, p90, p99 = np.percentile(a, [50, 90, 99])
     return {
         "count": int(a.size),
-        "p50": round(float(p50), 4),
-        "p90": round(float(p90), 4),
-        "p99": round(float(p99), 4),
-        "mean": round(float(a.mean()), 4),
-        "std": round(float(a.std(ddof=1)) if a.size > 1 else 0.0, 4),
-        "min": round(float(a.min()), 4),
-        "max": round(float(a.max()), 4),
+        "p50": round(float(p50), 6),
+        "p90": round(float(p90), 6),
+        "p99": round(float(p99), 6),
+        "mean": round(float(a.mean()), 6),
+        "std": round(float(a.std(ddof=1)) if a.size > 1 else 0.0, 6),
+        "min": round(float(a.min()), 6),
+        "max": round(float(a.max()), 6),
     }

@@ -76,9 +76,12 @@ def cmd_convert(model: Path, *, variants: str | None = None, calibration: Path |
     for name, v in manifest["variants"].items():
         acc = v.get("accuracy") or {}
         cosine = min((m.get("cosine") for m in acc.values() if m.get("cosine") is not None), default=None)
+        compat = (v.get("diagnostics") or {}).get("compatibility") or {}
+        loads = ", ".join(f"{rt}: {'yes' if c['loadable'] else 'NO' if c['loadable'] is False else '?'}"
+                          for rt, c in compat.items())
         rows.append([name, v["status"], _fmt(round(v["bytes"] / 1024) if v.get("bytes") else None), _fmt(cosine, 4),
-                     ", ".join(v.get("warnings") or []), (v.get("error") or "")[:120]])
-    print(table(rows, ["variant", "status", "KiB", "cosine", "warnings", "error"]), file=_out(stream))
+                     loads or "-", ", ".join(v.get("warnings") or []), (v.get("error") or "")[:120]])
+    print(table(rows, ["variant", "status", "KiB", "cosine", "loads on", "warnings", "error"]), file=_out(stream))
     print(f"manifest: {out_dir / 'manifest.json'}", file=_out(stream))
     return ExitCode.OK if all(v["status"] == "ok" for v in manifest["variants"].values()) else ExitCode.CELL_FAILURES
 

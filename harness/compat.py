@@ -11,8 +11,8 @@ Sources of the tables:
 - tflite-runtime 2.14: tensorflow/lite/core/kernels/register.cc (TensorFlow r2.14; AddBuiltin min/max
   versions, absent = 1..1). Transcribed, then checked by building a one-opcode model for every builtin code
   and versions 1-30 and loading it into the real tflite-runtime 2.14.0 wheel: the wheel agrees except that
-  it has LOG up to version 1 and no STABLEHLO_SCATTER (the register.cc revision read was a few commits past
-  the 2.14 cut); the table follows the wheel.
+  it has LOG up to version 1 and no STABLEHLO_SCATTER (the register.cc revision read, tensorflow/tensorflow
+  0314b97f, is a few commits past the 2.14 cut); the table follows the wheel.
 - ai-edge-litert 2.3.0: measured the same way on the installed ai-edge-litert 2.3.0 wheel (x86-64).
   tests/test_compat.py re-measures it whenever that wheel is installed.
 Every op has min version 1 except BROADCAST_TO (2: its version 1 was rolled back, per register.cc).
@@ -107,6 +107,13 @@ class Compatibility:
         return asdict(self)
 
 
+@dataclass
+class _Findings:
+    problems: list[str] = field(default_factory=list)
+    unknowns: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
 def parse_version(text: str | None) -> tuple[int, int, int] | None:
     """"2.14.0" -> (2, 14, 0); "2.3" -> (2, 3, 0); None for anything without major.minor."""
     match = re.match(r"\s*v?(\d+)\.(\d+)(?:\.(\d+))?", text or "")
@@ -136,75 +143,76 @@ def _op_problems(info: TFLiteInfo, table: dict[str, int], label: str) -> list[st
 def check(info: TFLiteInfo, runtime_name: str, runtime_version: str | None) -> Compatibility:
     """Whether the model can load on runtime_name (e.g. "tflite_runtime") at runtime_version, and why not."""
     family = RUNTIMES.get(runtime_name.strip().lower().replace("-", "_"))
-    problems: list[str] = []
-    unknowns: list[str] = []
-    notes: list[str] = []
+    found = _Findings()
     if info.schema_version != SCHEMA_VERSION:
-        problems.append(f"schema version {info.schema_version}; interpreters load only version {SCHEMA_VERSION}")
+        found.problems.append(f"schema version {info.schema_version}; interpreters load only version {SCHEMA_VERSION}")
     version = parse_version(runtime_version)
     if family is None:
-        unknowns.append(f"unknown runtime {runtime_name!r} (known: {', '.join(RUNTIMES)})")
+        found.unknowns.append(f"unknown runtime {runtime_name!r} (known: {', '.join(RUNTIMES)})")
     else:
-        _check_custom(info, family, problems, unknowns)
+        _check_custom(info, family, found)
         if version is None:
-            unknowns.append(f"{family.display} version {runtime_version or 'not known'}: op versions not checked")
+            found.unknowns.append(f"{family.display} version {runtime_version or 'not known'}: op versions not checked")
         else:
-            _check_ops(info, family, version, problems, unknowns, notes)
-    loadable = False if problems else None if unknowns else True
-    return Compatibility(runtime_name, runtime_version, loadable, problems, unknowns, notes)
+            _check_ops(info, family, version, found)
+    loadable = False if found.problems else None if found.unknowns else True
+    return Compatibility(runtime_name, runtime_version, loadable, found.problems, found.unknowns, found.notes)
 
 
-def _check_custom(info: TFLiteInfo, family: _Family, problems: list[str], unknowns: list[str]) -> None:
+def _check_custom(info: TFLiteInfo, family: _Family, found: _Findings) -> None:
     if info.flex_ops and not family.has_flex:
-        problems.append(f"Flex ops {', '.join(info.flex_ops)} (SELECT_TF_OPS) need TensorFlow's Flex delegate, "
-                        f"which {family.display} does not include; convert without SELECT_TF_OPS or run it on "
-                        f"full TensorFlow")
+        found.problems.append(f"Flex ops {', '.join(info.flex_ops)} (SELECT_TF_OPS) need TensorFlow's Flex "
+                              f"delegate, which {family.display} does not include; convert without SELECT_TF_OPS "
+                              f"or run it on full TensorFlow")
     for op in info.custom_ops:
         if op in XNNPACK_CUSTOM_OPS:
-            unknowns.append(f"custom op {op} loads only if the XNNPACK delegate takes it (float graphs)")
+            found.unknowns.append(f"custom op {op} loads only if the XNNPACK delegate takes it (float graphs)")
         elif op not in BUILTIN_CUSTOM_OPS:
-            problems.append(f"custom op {op} is not registered in {family.display} (\"Encountered unresolved "
-                            f"custom op\"); it needs a runtime built with it")
+            found.problems.append(f"custom op {op} is not registered in {family.display} (\"Encountered "
+                                  f"unresolved custom op\"); it needs a runtime built with it")
 
 
-def _check_ops(info: TFLiteInfo, family: _Family, version: tuple[int, int, int], problems: list[str],
-               unknowns: list[str], notes: list[str]) -> None:
+def _check_ops(info: TFLiteInfo, family: _Family, version: tuple[int, int, int], found: _Findings) -> None:
     label = f"{family.display} {version[0]}.{version[1]}"
+    ops = _ops_resolve(info, family, version, label, found)
     need = parse_version(info.min_runtime_version) if family.tf_versioned else None
+    if need is None:
+        return
+    # The converter computes min_runtime_version from its own op-version map: op tables win where they exist.
     declared = f"the model declares min_runtime_version {info.min_runtime_version}"
-    if need is not None and need > version:
-        # Computed by the converter from its own op-version map: trust the op tables over it when they exist.
-        if _ops_resolve(info, family, version, label, problems, notes, unknowns):
-            notes.append(f"{declared}, newer than {label}, yet every op version it uses is registered there")
+    if need > version:
+        if ops:
+            found.notes.append(f"{declared}, newer than {label}, yet every op version it uses is registered there")
         else:
-            problems.append(f"{declared}, newer than {label}")
-    elif _ops_resolve(info, family, version, label, problems, notes, unknowns) is None and need is not None:
-        notes.append(f"{declared}, which {label} satisfies (a hint, not proof: the converter's map can miss ops)")
+            found.problems.append(f"{declared}, newer than {label}")
+    elif ops is None:
+        found.notes.append(f"{declared}, which {label} satisfies (a hint, not proof: the converter's map can miss "
+                           f"ops)")
 
 
 def _ops_resolve(info: TFLiteInfo, family: _Family, version: tuple[int, int, int], label: str,
-                 problems: list[str], notes: list[str], unknowns: list[str]) -> bool | None:
+                 found: _Findings) -> bool | None:
     """Whether every builtin op version resolves on this release: from its table, else bounded by the others."""
     exact = family.tables.get(version[:2])
     if exact is not None:
         refused = _op_problems(info, exact, label)
-        problems.extend(refused)
+        found.problems.extend(refused)
         return not refused
     newer = [k for k in sorted(family.tables) if k > version[:2]]
     older = [k for k in sorted(family.tables) if k < version[:2]]
     refused = _op_problems(info, family.tables[newer[0]], f"{family.display} {newer[0][0]}.{newer[0][1]}") \
         if newer else []
     if refused:
-        problems.extend(f"{p} (and older releases support no more)" for p in refused)
+        found.problems.extend(f"{p} (and older releases support no more)" for p in refused)
         return False
     if older and not _op_problems(info, family.tables[older[-1]], ""):
-        notes.append(f"no op table for {label}; every op loads on {older[-1][0]}.{older[-1][1]}, "
-                     f"and newer releases keep old op versions")
+        found.notes.append(f"no op table for {label}; every op loads on {older[-1][0]}.{older[-1][1]}, "
+                           f"and newer releases keep old op versions")
         return True
     converter = parse_version(info.converter_version)
     if family.tf_versioned and converter is not None and converter <= version:
-        notes.append(f"converted by TensorFlow {info.converter_version}, not newer than {label}")
+        found.notes.append(f"converted by TensorFlow {info.converter_version}, not newer than {label}")
         return True
     known = ", ".join(f"{k[0]}.{k[1]}" for k in sorted(family.tables)) or "none"
-    unknowns.append(f"no op table for {label} (tables: {known}): op versions not checked")
+    found.unknowns.append(f"no op table for {label} (tables: {known}): op versions not checked")
     return None

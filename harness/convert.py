@@ -16,16 +16,20 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import queue
+import select
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from concurrent.futures import ThreadPoolExecutor
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .diagnose import converter_failure, inspect_variant, model_load_failure
 from .errors import EdgebenchError
 from .shipping import sha256_file
 from .store import now_iso
@@ -71,53 +75,118 @@ def _key(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 
-def _step(args: list[str], log: Path) -> dict[str, Any]:
-    """Run one worker step; a crash or abort becomes an error with the child's last words."""
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
-    with open(log, "wb") as err:
+class _Worker:
+    """A converter child process; it imports TensorFlow as soon as it starts."""
+
+    def __init__(self) -> None:
+        self.log = tempfile.NamedTemporaryFile(prefix="edgebench-convert-", suffix=".log", delete=False)
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
+        self.proc = subprocess.Popen([sys.executable, "-m", "harness.convert_worker"], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=self.log, env=env)
+
+    def call(self, args: list[str]) -> dict[str, Any]:
+        """Run one step; a crash, abort or hang becomes an error with the converter's last words."""
+        assert self.proc.stdin is not None and self.proc.stdout is not None
         try:
-            done = subprocess.run([sys.executable, "-m", "harness.convert_worker", *args], stdout=subprocess.PIPE,
-                                  stderr=err, timeout=STEP_TIMEOUT_S, env=env)
-        except subprocess.TimeoutExpired:
-            return {"ok": False, "error": f"converter gave no result in {STEP_TIMEOUT_S} s"}
-    lines = done.stdout.decode(errors="replace").strip().splitlines()
-    try:
-        result: dict[str, Any] = json.loads(lines[-1])
-    except (IndexError, json.JSONDecodeError):
-        tail = log.read_bytes()[-1500:].decode(errors="replace").strip().splitlines()
-        last = " | ".join(tail[-4:]) or "no output"
-        how = f"signal {-done.returncode}" if done.returncode < 0 else f"exit code {done.returncode}"
-        result = {"ok": False, "error": f"converter process died ({how}): {last}"}
-    return result
+            self.proc.stdin.write((json.dumps(args) + "\n").encode())
+            self.proc.stdin.flush()
+        except BrokenPipeError:
+            pass  # died already: reported below
+        line = b""
+        deadline = time.monotonic() + STEP_TIMEOUT_S
+        fd = self.proc.stdout.fileno()
+        while not line.endswith(b"\n"):
+            ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                self.proc.kill()
+                return {"ok": False, "error": f"converter gave no result in {STEP_TIMEOUT_S} s"}
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                return {"ok": False, "error": f"converter process died ({self._how()}): {self._last_words()}"}
+            line += chunk
+        result: dict[str, Any] = json.loads(line)
+        return result
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def _how(self) -> str:
+        code = self.proc.wait()
+        return f"signal {-code}" if code < 0 else f"exit code {code}"
+
+    def _last_words(self) -> str:
+        self.log.flush()
+        tail = Path(self.log.name).read_bytes()[-1500:].decode(errors="replace").strip().splitlines()
+        return " | ".join(line.strip() for line in tail[-4:]) or "no output"
+
+    def close(self) -> None:
+        if self.alive():
+            assert self.proc.stdin is not None
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self.log.close()
+        Path(self.log.name).unlink(missing_ok=True)
 
 
-def _prepare(source: Path, options: dict[str, Any], digest: str) -> Path:
+class _Pool:
+    """Long-lived converter processes: one TensorFlow import per process, not per variant."""
+
+    def __init__(self, size: int):
+        self.idle: queue.Queue[_Worker] = queue.Queue()
+        self.workers = [_Worker() for _ in range(size)]
+        for w in self.workers:
+            self.idle.put(w)
+
+    def call(self, args: list[str]) -> dict[str, Any]:
+        worker = self.idle.get()
+        try:
+            return worker.call(args)
+        finally:
+            if not worker.alive():
+                worker.close()
+                worker = _Worker()
+                self.workers.append(worker)
+            self.idle.put(worker)
+
+    def close(self) -> None:
+        for w in self.workers:
+            w.close()
+
+
+def _prepare_dir(options: dict[str, Any], digest: str) -> Path:
     inputs = [digest, _tf_version(), options.get("calibration_sha"), options.get("eval_sha"),
               options.get("custom_objects_sha")]
-    target = _cache_root() / f"prepare-{_key(*inputs)}"
-    if (target / "prepare.json").exists():
-        return target
+    return _cache_root() / f"prepare-{_key(*inputs)}"
+
+
+def _variant_cache(prep: Path, variant: str, recipe: dict[str, Any]) -> Path:
+    return _cache_root() / f"variant-{_key(prep.name, variant, recipe, _tf_version(), __version__)}.tflite"
+
+
+def _prepare(pool: _Pool, source: Path, options: dict[str, Any], target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="prepare-", dir=target.parent))
-    result = _step(["prepare", str(source.resolve()), str(work), json.dumps(options)], work / "prepare.log")
+    result = pool.call(["prepare", str(source.resolve()), str(work), json.dumps(options)])
     if not result.get("ok"):
         shutil.rmtree(work, ignore_errors=True)
-        raise EdgebenchError(f"cannot load the model: {result.get('error')}", where=str(source))
+        raise EdgebenchError(f"cannot load the model: {model_load_failure(str(result.get('error')))}",
+                             where=str(source))
     if not (target / "prepare.json").exists():
         work.replace(target)
     else:
         shutil.rmtree(work, ignore_errors=True)
-    return target
 
 
-def _convert_one(prep: Path, variant: str, recipe: dict[str, Any], out: Path) -> dict[str, Any]:
-    info = json.loads((prep / "prepare.json").read_text())
-    cached = _cache_root() / f"variant-{_key(prep.name, variant, recipe, info['tensorflow'], __version__)}.tflite"
+def _convert_one(pool: _Pool | None, prep: Path, variant: str, recipe: dict[str, Any], out: Path) -> dict[str, Any]:
+    cached = _variant_cache(prep, variant, recipe)
     if cached.exists():
         shutil.copyfile(cached, out)
         return {"ok": True, "cached": True}
-    with tempfile.TemporaryDirectory() as tmp:
-        result = _step(["variant", str(prep), variant, str(out), json.dumps({"recipe": recipe})], Path(tmp) / "log")
+    assert pool is not None
+    result = pool.call(["variant", str(prep), variant, str(out), json.dumps({"recipe": recipe})])
     if result.get("ok"):
         shutil.copyfile(out, cached.with_suffix(".tmp"))
         cached.with_suffix(".tmp").replace(cached)
@@ -150,16 +219,28 @@ def convert(source: Path, out_dir: Path, *, variants: list[str] | None = None, c
         "custom_objects": str(custom_objects.resolve()) if custom_objects else None,
         "custom_objects_sha": sha256_file(custom_objects) if custom_objects else None,
     }
-    prep = _prepare(source, options, digest)
-    info = json.loads((prep / "prepare.json").read_text())
-    for extra in ("eval_inputs.npz", "reference_outputs.npz"):
-        shutil.copyfile(prep / extra, out_dir / extra)
-
     recipes = recipes or {}
-    workers = max(1, min(len(names), jobs or os.cpu_count() or 1))
-    with ThreadPoolExecutor(workers) as pool:
-        futures = {v: pool.submit(_convert_one, prep, v, recipes.get(v, {}), out_dir / f"{v}.tflite") for v in names}
-        results = {v: f.result() for v, f in futures.items()}
+    prep = _prepare_dir(options, digest)
+    todo = [v for v in names if not _variant_cache(prep, v, recipes.get(v, {})).exists()]
+    needs_prepare = not (prep / "prepare.json").exists()
+    # Warm path: everything cached, no TensorFlow at all. Cold path: all workers start
+    # importing TensorFlow at once, so the others are ready when "prepare" is done.
+    size = max(1, min(jobs or os.cpu_count() or 1, max(len(todo), 1))) if (todo or needs_prepare) else 0
+    pool = _Pool(size) if size else None
+    try:
+        if needs_prepare:
+            assert pool is not None
+            _prepare(pool, source, options, prep)
+        info = json.loads((prep / "prepare.json").read_text())
+        for extra in ("eval_inputs.npz", "reference_outputs.npz"):
+            shutil.copyfile(prep / extra, out_dir / extra)
+        with ThreadPoolExecutor(max(1, size)) as threads:
+            futures = {v: threads.submit(_convert_one, pool, prep, v, recipes.get(v, {}), out_dir / f"{v}.tflite")
+                       for v in names}
+            results = {v: f.result() for v, f in futures.items()}
+    finally:
+        if pool is not None:
+            pool.close()
 
     entries: dict[str, Any] = {}
     for variant in names:
@@ -169,12 +250,16 @@ def convert(source: Path, out_dir: Path, *, variants: list[str] | None = None, c
         if variant in CALIBRATED and info["calibration"]["kind"] == "random":
             warnings.append("random_calibration")
         if r.get("ok"):
+            diagnostics = inspect_variant(path, variant, info)
             entries[variant] = {"status": "ok", "error": None, "file": path.name, "sha256": sha256_file(path),
-                                "bytes": path.stat().st_size, "cached": r["cached"], "warnings": warnings}
+                                "bytes": path.stat().st_size, "cached": r["cached"],
+                                "warnings": warnings + diagnostics["warnings"], "diagnostics": diagnostics}
         else:
             path.unlink(missing_ok=True)
-            entries[variant] = {"status": "conversion_failed", "error": r.get("error"), "file": None,
-                                "sha256": None, "bytes": None, "cached": False, "warnings": warnings}
+            failure = converter_failure(str(r.get("error")))
+            entries[variant] = {"status": "conversion_failed", "error": failure["summary"], "file": None,
+                                "sha256": None, "bytes": None, "cached": False, "warnings": warnings,
+                                "diagnostics": {**failure, "converter_error": str(r.get("error"))[-4000:]}}
     manifest: dict[str, Any] = {
         "schema_version": MANIFEST_SCHEMA_VERSION,
         "model": name or source.stem,

@@ -3,12 +3,14 @@
 The TFLite converter can abort the whole Python process on odd graphs, so the
 CLI never imports TensorFlow itself: a dead child becomes a failed variant.
 
-    python -m harness.convert_worker prepare SOURCE WORKDIR OPTIONS_JSON
+A worker (python -m harness.convert_worker) reads steps as JSON lists on stdin:
+    ["prepare", SOURCE, WORKDIR, OPTIONS_JSON]
         load the model once, export a SavedModel (traced once for all variants),
         write calibration.npz, eval_inputs.npz, reference_outputs.npz, prepare.json
-    python -m harness.convert_worker variant WORKDIR VARIANT OUT.tflite OPTIONS_JSON
+    ["variant", WORKDIR, VARIANT, OUT.tflite, OPTIONS_JSON]
         convert the SavedModel into one variant
-Each prints one JSON line on stdout as its last line.
+and answers each with one JSON line. A worker that dies fails only the step it
+was running; the parent starts a fresh one for the next.
 """
 
 from __future__ import annotations
@@ -191,21 +193,36 @@ def convert_variant(work: str, variant: str, out: str, options: dict[str, Any]) 
     return {"bytes": len(data)}
 
 
-def main(argv: list[str]) -> int:
-    step = argv[0]
+def run_step(args: list[str]) -> dict[str, Any]:
+    step = args[0]
     try:
         if step == "prepare":
-            result = prepare(argv[1], argv[2], json.loads(argv[3]))
+            result = prepare(args[1], args[2], json.loads(args[3]))
         elif step == "variant":
-            result = convert_variant(argv[1], argv[2], argv[3], json.loads(argv[4]))
+            result = convert_variant(args[1], args[2], args[3], json.loads(args[4]))
         else:
             raise ValueError(f"unknown step {step!r}")
     except Exception as exc:  # reported to the parent as this step's failure
-        print(json.dumps({"ok": False, "error": f"{type(exc).__name__}: {exc}"}))
-        return 1
-    print(json.dumps({"ok": True, **result}))
+        return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+    return {"ok": True, **result}
+
+
+def serve() -> int:
+    """Run steps read as JSON lines on stdin; one JSON result line each on the original stdout.
+
+    TensorFlow is imported once, up front, while the parent is still busy (the
+    import alone takes seconds). TensorFlow may print to fd 1, so results go to
+    a private duplicate of it and fd 1 is pointed at stderr.
+    """
+    out = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    import tensorflow  # noqa: F401
+
+    for line in sys.stdin:
+        out.write(json.dumps(run_step(json.loads(line))) + "\n")
+        out.flush()
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(serve())

@@ -27,6 +27,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup, escape
 
 from .errors import EdgebenchError
+from .gate import LATENCY_FLAGS, GateResult, Verdict
 from .stats import MIN_SAMPLES, THROTTLE_NOW_MASK, mann_whitney_p, validity_flags
 
 REPORT_SCHEMA_VERSION = 1  # of the HTML report (meta tag + embedded JSON), not of the export
@@ -102,8 +103,8 @@ def accuracy_failure(accuracy: Mapping[str, Any], bar: Mapping[str, float]) -> s
 
 
 def _measured(accuracy: Mapping[str, Any] | None) -> bool:
-    return bool(accuracy) and any(m.get("cosine") is not None or m.get("top1_agreement") is not None
-                                  for m in accuracy.values())
+    return any(m.get("cosine") is not None or m.get("top1_agreement") is not None
+               for m in (accuracy or {}).values())
 
 
 def _acc_min(accuracy: Mapping[str, Any] | None, key: str) -> float | None:
@@ -112,18 +113,12 @@ def _acc_min(accuracy: Mapping[str, Any] | None, key: str) -> float | None:
 
 
 # -- budgets (harness.gate result) -------------------------------------------------
-def budget_failures(result: object | None) -> dict[tuple[str, str, str], list[str]]:
-    """Broken budgets per (device, model, variant) from a gate result.
-
-    Reads ``result.checks``: items (objects or dicts) with ``device``, ``model``, ``variant``, ``passed`` and
-    ``message``; a check with ``passed`` False rejects its cell.
-    """
+def budget_failures(result: GateResult | None) -> dict[tuple[str, str, str], list[str]]:
+    """The gate's FAIL explanations per (device, model, variant); a WARN (untrusted pass) does not reject."""
     out: dict[tuple[str, str, str], list[str]] = {}
-    for check in getattr(result, "checks", None) or ():
-        item = check if isinstance(check, Mapping) else vars(check)
-        if item.get("passed") is False:
-            key = (str(item.get("device")), str(item.get("model")), str(item.get("variant")))
-            out.setdefault(key, []).append(str(item.get("message")))
+    for ev in result.evaluations if result is not None else ():
+        if ev.cell is not None and ev.verdict is Verdict.FAIL:
+            out.setdefault(ev.cell, []).append(ev.explanation)
     return out
 
 
@@ -148,7 +143,7 @@ class Recommendation:
     candidates: tuple[Candidate, ...]  # winner, runner-up, slower ones by p50, then the rejected
 
     def why(self, variant: str) -> str:
-        return next(c.reason for c in self.candidates if c.variant == variant)
+        return {c.variant: c.reason for c in self.candidates}[variant]
 
 
 def _rejection(cell: Mapping[str, Any], bar: Mapping[str, float], broken: list[str]) -> tuple[str, str] | None:
@@ -171,7 +166,7 @@ def _short(text: str | None, limit: int = 200) -> str:
 
 
 def recommend(export: Mapping[str, Any], accuracy_bar: Mapping[str, float] | None = None,
-              budgets_result: object | None = None) -> dict[str, dict[str, Recommendation]]:
+              budgets_result: GateResult | None = None) -> dict[str, dict[str, Recommendation]]:
     """Per device, per model: the fastest ok variant (by p50) that meets the accuracy bar and the budgets.
 
     Keyed by model too: accuracy is measured against each model's own fp32 reference, so "int8 of model A beats
@@ -222,6 +217,9 @@ def _rank(accepted: list[Mapping[str, Any]]) -> list[Candidate]:
         accuracy, _ = cell_accuracy(cell)
         if not _measured(accuracy):
             reason += " (accuracy not measured)"
+        distrust = [f for f in cell.get("flags") or () if f in LATENCY_FLAGS]
+        if distrust:
+            reason += f"; measurement flagged {', '.join(distrust)}: re-measure before relying on it"
         ranked.append(_candidate(cell, verdict, reason))
     return ranked
 
@@ -339,13 +337,11 @@ class _Plot:
     H, L, R, T, B = 230, 52, 14, 12, 38
 
     def __init__(self, xs: Iterable[float], ys: Iterable[float], x_label: str, y_label: str, *,
-                 x_ticks: Sequence[tuple[float, str]] | None = None, y_fmt: Callable[[float], str] = _num,
-                 width: int = 380):
+                 x_ticks: Sequence[tuple[float, str]] | None = None, y_zero: bool = True, width: int = 380):
         xs, ys = list(xs), list(ys)
         self.W = width
-        self.y_fmt = y_fmt
         self.x0, self.x1 = _padded(min(xs), max(xs), zero=x_ticks is None)
-        self.y0, self.y1 = _padded(min(ys), max(ys), zero=False)
+        self.y0, self.y1 = _padded(min(ys), max(ys), zero=y_zero)
         self.x_label, self.y_label = x_label, y_label
         self.x_ticks = x_ticks
         self.marks: list[str] = []
@@ -373,16 +369,18 @@ class _Plot:
 
 
 def _padded(lo: float, hi: float, *, zero: bool) -> tuple[float, float]:
+    """The axis range: from 0 when asked (and all values >= 0), else a margin below; always a margin above."""
     if zero and lo >= 0:
-        lo = 0.0
+        return 0.0, hi + (hi * 0.08 or 1.0)
     pad = (hi - lo) * 0.08 or abs(hi) * 0.05 or 1.0
-    return (lo if zero else lo - pad), hi + pad
+    return lo - pad, hi + pad
 
 
 def tradeoff_svg(points: Sequence[tuple[str, float, float]], y_label: str, *, maximize_y: bool,
                  y_fmt: Callable[[float], str] = _num) -> Markup:
     """Scatter of (label, p50 ms, y) with the Pareto front filled and joined; others hollow."""
-    plot = _Plot((p[1] for p in points), (p[2] for p in points), "p50 latency (ms)", y_label, y_fmt=y_fmt)
+    plot = _Plot((p[1] for p in points), (p[2] for p in points), "p50 latency (ms)", y_label,
+                 y_zero=not maximize_y)
     front = set(pareto_front([(p[1], p[2]) for p in points], maximize_y=maximize_y))
     line = sorted((points[i] for i in front), key=lambda p: p[1])
     if len(line) > 1:
@@ -464,7 +462,8 @@ def _numtd(v: float | None, unit: str = "") -> Td:
     return Td(_num(v, unit), _key(v))
 
 
-def _row(cell: Mapping[str, Any], box: Markup | None, delta: Delta | None, rec: Recommendation | None) -> dict[str, Any]:
+def _row(cell: Mapping[str, Any], box: Markup | None, delta: Delta | None, rec: Recommendation | None,
+         bar: Mapping[str, float]) -> dict[str, Any]:
     lat = cell.get("latency_ms") or {}
     flags = _cell_flags(cell)
     warns: dict[str, list[str]] = {}
@@ -475,6 +474,10 @@ def _row(cell: Mapping[str, Any], box: Markup | None, delta: Delta | None, rec: 
             warns.setdefault(col, []).append(_flag_message(flag, cell))
             mild[col] = mild.get(col, True) and flag in MILD_FLAGS
     accuracy, source = cell_accuracy(cell)
+    below = accuracy_failure(accuracy, bar) if accuracy else None
+    if below:
+        warns.setdefault("cosine", []).append(below)
+        mild["cosine"] = False
     cos, snr, top1 = (_acc_min(accuracy, k) for k in ("cosine", "snr_db", "top1_agreement"))
     ci = lat.get("p50_ci95")
     deleg = cell.get("delegate") or {}
@@ -619,13 +622,14 @@ def _write_atomic(out: Path, text: str) -> Path:
 
 
 def render_report(export: dict[str, Any], out: Path, *, baseline: dict[str, Any] | None = None,
-                  accuracy_bar: dict[str, float] | None = None, budgets_result: object | None = None) -> Path:
+                  accuracy_bar: dict[str, float] | None = None, budgets_result: GateResult | None = None) -> Path:
     """Write the run's report as ONE self-contained HTML file (atomically) and return its path."""
     _check_schema(export, "export")
     if baseline is not None:
         _check_schema(baseline, "baseline export")
     cells = list(export.get("results") or ())
-    recs = recommend(export, accuracy_bar, budgets_result)
+    bar = _accuracy_bar(accuracy_bar)
+    recs = recommend(export, bar, budgets_result)
     base_cells = {(c["device"], c["model"], c["variant"]): c for c in (baseline or {}).get("results") or ()}
 
     boxes = [box_quantiles((c.get("latency_ms") or {}).get("samples") or []) for c in cells]
@@ -633,9 +637,9 @@ def render_report(export: dict[str, Any], out: Path, *, baseline: dict[str, Any]
     scale: dict[tuple[str, str], tuple[float, float]] = {}
     for cell, q in zip(cells, boxes):
         if q:
-            key = (cell["device"], cell["model"])
-            lo, hi = scale.get(key, (q["p5"], q["p95"]))
-            scale[key] = (min(lo, q["p5"]), max(hi, q["p95"]))
+            group = (cell["device"], cell["model"])
+            lo, hi = scale.get(group, (q["p5"], q["p95"]))
+            scale[group] = (min(lo, q["p5"]), max(hi, q["p95"]))
     scale = {k: (lo - (hi - lo) * 0.1, hi + (hi - lo) * 0.1) for k, (lo, hi) in scale.items()}
 
     rows, lean = [], []
@@ -644,7 +648,7 @@ def render_report(export: dict[str, Any], out: Path, *, baseline: dict[str, Any]
         key = (cell["device"], cell["model"], cell["variant"])
         delta = baseline_delta(cell, base_cells.get(key)) if baseline is not None else None
         box = box_svg(q, *scale[key[:2]]) if q else None
-        rows.append(_row(cell, box, delta, recs.get(cell["device"], {}).get(cell["model"])))
+        rows.append(_row(cell, box, delta, recs.get(cell["device"], {}).get(cell["model"]), bar))
         lean.append(_lean_cell(cell, q, delta))
         by_device.setdefault(cell["device"], []).append(cell)
 
@@ -668,7 +672,7 @@ def render_report(export: dict[str, Any], out: Path, *, baseline: dict[str, Any]
         "schema_version": REPORT_SCHEMA_VERSION, "export_schema_version": export["schema_version"],
         "run": export.get("run") or {}, "devices": export.get("devices") or [], "results": lean,
         "baseline_run": (baseline or {}).get("run"),
-        "accuracy_bar": _accuracy_bar(accuracy_bar),
+        "accuracy_bar": bar,
         "recommendations": {d: {m: asdict(r) for m, r in ms.items()} for d, ms in recs.items()},
     }
     counts = {"cells": len(rows), "ok": sum(r["ok"] for r in rows), "failed": sum(not r["ok"] for r in rows),
@@ -678,7 +682,7 @@ def render_report(export: dict[str, Any], out: Path, *, baseline: dict[str, Any]
     html = _env().get_template("report.html.j2").render(
         schema_version=REPORT_SCHEMA_VERSION, run=export.get("run") or {}, devices=devices, rows=rows,
         compat=compat, counts=counts, baseline=(baseline or {}).get("run") if baseline is not None else None,
-        bar=data["accuracy_bar"], budgets=budgets_result is not None, data_json=script_json(data),
+        bar=bar, budgets=budgets_result is not None, data_json=script_json(data),
         min_samples=MIN_SAMPLES, noise_pct=NOISE_PCT, alpha=SIGNIFICANCE_P)
     return _write_atomic(Path(out), html)
 

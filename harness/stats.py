@@ -48,11 +48,12 @@ def validity_flags(latency: dict[str, Any], thermal_before: dict[str, Any] | Non
             flags.append(f"too_few_samples_{pct}")
     if latency.get("cv") is not None and latency["cv"] > HIGH_CV:
         flags.append("high_cv")
-    for state in (thermal_before, thermal_after):
-        value = (state or {}).get("throttled")
-        if isinstance(value, int) and value & THROTTLE_NOW_MASK:
-            flags.append("throttled")
-            break
+    before, after = ((state or {}).get("throttled") for state in (thermal_before, thermal_after))
+    now = any(isinstance(v, int) and v & THROTTLE_NOW_MASK for v in (before, after))
+    # bits 16-19 are sticky since boot: a bit that appears between before and after happened during the run
+    during = isinstance(before, int) and isinstance(after, int) and (after >> 16) & ~(before >> 16) & THROTTLE_NOW_MASK
+    if now or during:
+        flags.append("throttled")
     return flags
 
 
@@ -62,20 +63,11 @@ def mann_whitney_p(a: list[float], b: list[float]) -> float | None:
     if n1 < 3 or n2 < 3:
         return None
     values = np.concatenate([np.asarray(a, float), np.asarray(b, float)])
-    order = values.argsort(kind="mergesort")
-    ranks = np.empty(len(values))
-    sorted_vals = values[order]
-    # average ranks for ties
-    i = 0
-    while i < len(values):
-        j = i
-        while j + 1 < len(values) and sorted_vals[j + 1] == sorted_vals[i]:
-            j += 1
-        ranks[order[i : j + 1]] = (i + j) / 2.0 + 1
-        i = j + 1
+    # average ranks of tied values, from the run lengths of the sorted unique values
+    _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
+    ranks = (np.cumsum(counts) - (counts - 1) / 2.0)[inverse]
     r1 = ranks[:n1].sum()
     u1 = r1 - n1 * (n1 + 1) / 2.0
-    _, counts = np.unique(values, return_counts=True)
     n = n1 + n2
     tie = (counts**3 - counts).sum() / (n * (n - 1)) if n > 1 else 0.0
     sigma = math.sqrt(n1 * n2 / 12.0 * ((n + 1) - tie))

@@ -170,11 +170,11 @@ class TFLiteInfo:
 
     @property
     def custom_ops(self) -> list[str]:
-        return sorted({c.custom_code or "" for c in self.operator_codes if c.is_custom and not c.is_flex})
+        return sorted({c.name for c in self.operator_codes if c.is_custom and not c.is_flex})
 
     @property
     def flex_ops(self) -> list[str]:
-        return sorted({c.custom_code or "" for c in self.operator_codes if c.is_flex})
+        return sorted({c.name for c in self.operator_codes if c.is_flex})
 
     @property
     def quantized_weight_fraction(self) -> float | None:
@@ -214,22 +214,29 @@ class _Buf:
             raise _Corrupt(f"read of {width} bytes at offset {pos} is outside the file")
         return struct.unpack_from(fmt, self.data, pos)[0]
 
+    def u32(self, pos: int) -> int:
+        return int(self.read("<I", pos))
+
     def ref(self, pos: int) -> int:
         """Follow the uint32 offset stored at pos (relative to pos)."""
-        target = pos + self.read("<I", pos)
+        target = pos + self.u32(pos)
         if target >= self.size:
             raise _Corrupt(f"offset at {pos} points past the end of the file")
         return target
 
-    def vector(self, pos: int, item_size: int) -> tuple[int, int]:
+    def vector(self, pos: int, item_size: int, max_items: int = MAX_VECTOR_ITEMS) -> tuple[int, int]:
         """(first item position, count) of the vector at pos."""
-        count = self.read("<I", pos)
-        if count > MAX_VECTOR_ITEMS or pos + 4 + count * item_size > self.size:
+        count = self.u32(pos)
+        if count > max_items or pos + 4 + count * item_size > self.size:
             raise _Corrupt(f"vector at offset {pos} claims {count} items, more than the file holds")
         return pos + 4, count
 
+    def blob(self, pos: int) -> tuple[int, int]:
+        """(start, length) of a byte vector or string: only the file size bounds it, it is never iterated."""
+        return self.vector(pos, 1, max_items=self.size)
+
     def string(self, pos: int) -> str:
-        start, length = self.vector(pos, 1)
+        start, length = self.blob(pos)
         return bytes(self.data[start:start + length]).decode("utf-8", errors="replace")
 
     def table(self, pos: int) -> _Table:
@@ -281,7 +288,7 @@ class _Table:
     def bytes_span(self, slot: int) -> tuple[int, int]:
         """(start, length) of a [ubyte] field; (0, 0) when absent."""
         at = self._field(slot)
-        return (0, 0) if at is None else self.buf.vector(self.buf.ref(at), 1)
+        return (0, 0) if at is None else self.buf.blob(self.buf.ref(at))
 
 
 def read_tflite(path: Path, *, max_bytes: int = MAX_TFLITE_BYTES) -> TFLiteInfo:
@@ -349,6 +356,8 @@ def _io_tensor(tensors: list[_Table], index: int, names: dict[int, str]) -> IOTe
     shape = _shape(t, 4)
     quant = t.table(12)
     scales = [float(s) for s in quant.scalars(8, "<f")] if quant else []
+    if not all(math.isfinite(s) for s in scales):  # would also make the description invalid JSON
+        raise _Corrupt(f"tensor {index} has a non-finite quantization scale")
     zero_points = [int(z) for z in quant.scalars(10, "<q")] if quant else []
     per_tensor = len(scales) == 1 and len(zero_points) == 1  # the interpreter's legacy (scale, zero_point)
     tensor_name = t.string(10) or ""
@@ -381,7 +390,7 @@ def _conversion_metadata(buf: _Buf, start: int, length: int) -> tuple[str | None
         if length < 8:
             return None, []
         nested = _Buf(bytes(buf.data[start:start + length]))
-        root = nested.table(nested.read("<I", 0))
+        root = nested.table(nested.u32(0))
         env, options = root.table(4), root.table(6)
         version = env.string(4) if env else None
         modes = [OPTIMIZATION_MODES.get(m, str(m)) for m in options.scalars(4, "<i")] if options else []
@@ -436,7 +445,7 @@ def _weights(subgraphs: list[_Table], span: Callable[[int], tuple[int, int]]) ->
 
 
 def _model(buf: _Buf, where: str) -> TFLiteInfo:
-    model = buf.table(buf.read("<I", 0))
+    model = buf.table(buf.u32(0))
     codes = [_operator_code(i, t) for i, t in enumerate(model.tables(6))]
     subgraphs = model.tables(8)
     per_subgraph = [_op_counts(sg, codes) for sg in subgraphs]

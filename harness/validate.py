@@ -13,9 +13,6 @@ from .inventory import local_device
 from .models import from_converted
 from .runner import Settings, measure_device
 
-QUANTIZED = ("fp16", "dynamic", "int8", "int16x8")
-SAME_AS_FP32_SIZE = 0.9
-
 
 def validate_variants(manifest: dict[str, Any], out_dir: Path) -> None:
     """Run every converted variant once on this machine; record status, error and accuracy in the manifest."""
@@ -26,7 +23,6 @@ def validate_variants(manifest: dict[str, Any], out_dir: Path) -> None:
     cells: dict[str, dict[str, Any]] = {}
     settings = Settings(runs=1, warmup=0, min_seconds=0.0, warmup_seconds=0.0, max_runs=1, cell_timeout_s=300)
     measure_device(local_device(), variants, settings, lambda c: cells.__setitem__(c["variant"], c), lambda d: None)
-    fp32_bytes = (manifest["variants"].get("fp32") or {}).get("bytes")
     for variant, entry in manifest["variants"].items():
         cell = cells.get(variant)
         if cell is None:
@@ -37,6 +33,3 @@ def validate_variants(manifest: dict[str, Any], out_dir: Path) -> None:
         if cell["status"] != "ok":
             entry["status"] = cell["status"]
             entry["error"] = f"host validation ({(cell['runtime'] or {}).get('name')}): {cell['error']}"
-        if variant in QUANTIZED and fp32_bytes and entry.get("bytes") and variant != "fp16" \
-                and entry["bytes"] >= SAME_AS_FP32_SIZE * fp32_bytes:
-            entry["warnings"] = sorted(set(entry["warnings"]) | {"same_as_fp32"})

@@ -233,8 +233,11 @@ def sshd_servers(ssh_home: Path, tmp_path: Path) -> Iterator[Callable[[int], lis
     started: list[SSHServer] = []
 
     def start(n: int = 1) -> list[SSHServer]:
-        servers = [start_sshd(tmp_path / f"sshd-{len(started) + i}", client_public_key, client_key) for i in range(n)]
-        started.extend(servers)
+        servers = []
+        for _ in range(n):
+            server = start_sshd(tmp_path / f"sshd-{len(started)}", client_public_key, client_key)
+            started.append(server)
+            servers.append(server)
         return servers
 
     yield start

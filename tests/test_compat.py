@@ -116,6 +116,20 @@ def _litert_version() -> str:
         return "not installed"
 
 
+@pytest.mark.parametrize("name", ["mlp_fp32", "mlp_dynamic", "mlp_int8", "cnn_fp32", "cnn_dynamic", "tiny_dynamic",
+                                  "two_heads", "cumsum", "det_flex", "det_custom"])
+def test_verdict_matches_the_installed_interpreter(models: dict[str, Path], name: str) -> None:
+    verdict = check(read_tflite(models[name]), "ai_edge_litert", _litert_version())
+    try:
+        interpreter(models[name])
+        loaded = True
+    except RuntimeError:
+        loaded = False
+    assert verdict.loadable in (loaded, None), verdict  # never wrong ...
+    if _litert_version().startswith("2.3."):
+        assert verdict.loadable == loaded, verdict  # ... and for the release with a table, never unsure
+
+
 @pytest.mark.skipif(not _litert_version().startswith("2.3."),
                     reason=f"the ai-edge-litert table is for 2.3.x; installed: {_litert_version()}")
 def test_ai_edge_litert_table_matches_the_installed_wheel() -> None:

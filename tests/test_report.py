@@ -9,13 +9,13 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import pytest
 
 from harness.errors import EdgebenchError
+from harness.gate import evaluate, load_budgets
 from harness.report import (baseline_delta, pareto_front, recommend, render_index, render_report, script_json)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -28,7 +28,7 @@ WEIRD_DEVICE = 'rpi<b>5</b> & "lab"'
 
 
 def _lat(rng: np.random.Generator, median_ms: float, n: int = 200, spread: float = 0.03) -> list[float]:
-    return (median_ms * rng.lognormal(0, spread, n)).round(4).tolist()
+    return [round(float(v), 4) for v in median_ms * rng.lognormal(0, spread, n)]
 
 
 def _cells() -> list[dict[str, Any]]:
@@ -92,6 +92,8 @@ def test_unmeasured_accuracy_is_allowed_but_marked(export: dict[str, Any]) -> No
     assert rec.winner is not None and rec.winner.variant == "dynamic"  # 25 ms, no accuracy data
     assert not rec.winner.accuracy_measured and rec.winner.reason.endswith("(accuracy not measured)")
     assert rec.runner_up is not None and rec.runner_up.accuracy_measured
+    assert rec.runner_up.variant == "int8" and rec.why("int8").endswith(
+        "measurement flagged high_cv: re-measure before relying on it")
 
 
 def test_classifier_top1_rule_and_custom_bar() -> None:
@@ -108,14 +110,16 @@ def test_classifier_top1_rule_and_custom_bar() -> None:
         recommend(synthetic_export(cells), {"snr": 30})
 
 
-def test_budget_failures_reject_a_variant(export: dict[str, Any]) -> None:
-    gate = SimpleNamespace(checks=[
-        SimpleNamespace(device="pi-4b-01", model="mobilenet_v2", variant="int8", passed=False,
-                        message="p90 7.1 ms > 7 ms on pi-4b-01 int8"),
-        {"device": "pi-4b-01", "model": "mobilenet_v2", "variant": "fp32", "passed": True, "message": "ok"}])
+def test_broken_budget_rejects_a_variant(export: dict[str, Any], tmp_path: Path) -> None:
+    budgets = tmp_path / "budgets.yaml"
+    budgets.write_text("schema_version: 1\nbudgets:\n  - device: pi-4b-01\n    variant: int8\n    p50_ms: 6\n"
+                       "  - device: pi-4b-01\n    variant: fp32\n    p50_ms: 20\n")
+    gate = evaluate(export, load_budgets(budgets))
     rec = recommend(export, None, gate)["pi-4b-01"]["mobilenet_v2"]
-    assert rec.winner is not None and rec.winner.variant == "fp32"
-    assert rec.why("int8") == "over budget: p90 7.1 ms > 7 ms on pi-4b-01 int8"
+    assert rec.winner is not None and rec.winner.variant == "fp32"  # int8 is faster, but over its budget
+    assert re.fullmatch(r"over budget: p50 6\.\d+ ms > 6 ms on pi-4b-01 mobilenet_v2 int8", rec.why("int8"))
+    html = render_report(export, tmp_path / "r.html", budgets_result=gate).read_text()
+    assert "and the budgets" in html and "over budget: p50" in html
 
 
 def test_no_winner_when_nothing_passes() -> None:
@@ -172,8 +176,9 @@ def test_report_is_self_contained_escaped_and_versioned(report: Path, export: di
     assert XSS not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "<b>5</b>" not in html and "rpi&lt;b&gt;5&lt;/b&gt; &amp; &#34;lab&#34;" in html
     assert html.count("<script") == 2  # the JSON block and the page script, nothing injected
-    data = json.loads(re.search(r'<script type="application/json" id="edgebench-data">(.*?)</script>', html, re.S)
-                      .group(1))
+    block = re.search(r'<script type="application/json" id="edgebench-data">(.*?)</script>', html, re.S)
+    assert block
+    data = json.loads(block.group(1))
     assert data["schema_version"] == 1 and len(data["results"]) == len(export["results"])
     assert all("samples" not in (c["latency_ms"] or {}) for c in data["results"])
     assert data["results"][4]["error"].startswith(XSS)
@@ -272,14 +277,25 @@ def test_report_in_chromium(browser: Browser, report: Path, export: dict[str, An
     assert len(page.eval(visible)) == sum(bool(c["flags"]) for c in export["results"])
     page.eval(set_field.format(json.dumps(["sf", "all", "change"])))
 
+    # 2 devices: sections start open; a link to a device section keeps it open
+    page.eval("document.querySelector('#dev-1 details').open = false")
+    page.click("#recs a[href='#dev-1']")
+    assert page.eval("document.querySelector('#dev-1 details').open") is True
+
+    page.eval("window.scrollTo(0, 0)")
     shot = page.screenshot(artifacts / "report.png")
     full = page.screenshot(artifacts / "report-full.png", full_page=True)
     for png in (shot, full):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
 
-    index = render_index([export], report.parent / "index.html")
+    later = json.loads(json.dumps(export))
+    later["run"].update(id="20261125-080000-ef56", label="v1.3", started_at="2026-11-25T08:00:00+00:00")
+    for cell in later["results"]:
+        if cell["latency_ms"]:
+            cell["latency_ms"]["p50"] *= 0.9
+    index = render_index([export, later], report.parent / "index.html")
     page.goto(index.as_uri())
-    assert page.eval("document.querySelectorAll('svg.plot polyline').length") >= 4
+    assert page.eval("document.querySelectorAll('svg.plot polyline').length") == 7
     page.screenshot(artifacts / "index.png")
 
     assert page.errors() == []

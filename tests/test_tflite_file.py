@@ -8,6 +8,7 @@ import random
 import struct
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +83,11 @@ heads = TwoHeads()
 tf.saved_model.save(heads, os.path.join(out, "two_heads_saved"), signatures={"serving_default": heads.serve})
 write("two_heads", tf.lite.TFLiteConverter.from_saved_model(os.path.join(out, "two_heads_saved")))
 
+# Builtin codes >= 127 (BROADCAST_TO 130, CUMSUM 128) sit in builtin_code; deprecated_builtin_code holds 127.
+cum = tf.function(lambda v: tf.cumsum(tf.broadcast_to(v, [2, 3, 8]), axis=2),
+                  input_signature=[tf.TensorSpec([3, 8], tf.float32)])
+write("cumsum", tf.lite.TFLiteConverter.from_concrete_functions([cum.get_concrete_function()]))
+
 # MatrixDeterminant has no TFLite builtin: a Flex op with SELECT_TF_OPS, a custom op with allow_custom_ops.
 det = tf.function(lambda m: tf.linalg.det(m), input_signature=[tf.TensorSpec([None, 4, 4], tf.float32)])
 write("det_flex", tf.lite.TFLiteConverter.from_concrete_functions([det.get_concrete_function()]), flex=True)
@@ -121,7 +127,7 @@ def interpreter(path: Path) -> Any:
 
 def assert_same_as_interpreter(ours: list[IOTensor], details: list[dict[str, Any]]) -> None:
     assert len(ours) == len(details)
-    for mine, real in zip(ours, details):
+    for mine, real in zip(ours, details, strict=True):
         assert mine.tensor == real["name"]
         assert mine.index == real["index"]
         assert mine.shape == real["shape"].tolist()
@@ -147,6 +153,48 @@ def test_io_details_equal_the_real_interpreters(models: dict[str, Path], name: s
         assert sig.inputs == {k: d["index"] for k, d in runner.get_input_details().items()}
         assert sig.outputs == {k: d["index"] for k, d in runner.get_output_details().items()}
     json.dumps(info.to_dict(), allow_nan=False)  # plain JSON, no NaN
+
+
+@pytest.mark.parametrize("name", ["mlp_fp32", "mlp_dynamic", "mlp_int8", "cnn_dynamic", "two_heads", "cumsum",
+                                  "det_custom"])
+def test_op_counts_equal_the_real_interpreters(models: dict[str, Path], name: str) -> None:
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    # No default delegate, so the node list is the file's own operators.
+    it = Interpreter(model_path=str(models[name]),
+                     experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    assert read_tflite(models[name]).op_counts == Counter(op["op_name"] for op in it._get_ops_details())
+
+
+def test_extended_and_deprecated_builtin_codes(models: dict[str, Path]) -> None:
+    info = read_tflite(models["cumsum"])
+    assert {(c.name, c.builtin_code) for c in info.operator_codes} == {("BROADCAST_TO", 130), ("CUMSUM", 128)}
+
+    # A file from before schema 3a: only the int8 deprecated_builtin_code is set.
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(models["mlp_fp32"].read_bytes(), 0))
+    for code in model.operatorCodes:
+        code.deprecatedBuiltinCode, code.builtinCode = code.builtinCode, 0  # 0 (the default) is not written
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    old = parse_tflite(bytes(builder.Output()))
+    assert versions(old) == {"FULLY_CONNECTED": 1, "SOFTMAX": 1}
+    assert old.op_counts == {"FULLY_CONNECTED": 2, "SOFTMAX": 1}
+
+
+def test_large_buffers_are_not_mistaken_for_corruption(models: dict[str, Path]) -> None:
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(models["mlp_fp32"].read_bytes(), 0))
+    big = schema.BufferT()
+    big.data = np.ones(3_000_000, np.uint8)  # more bytes than the reader's cap on items it iterates over
+    model.buffers.append(big)
+    builder = flatbuffers.Builder(4_000_000)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    assert parse_tflite(bytes(builder.Output())).op_counts == {"FULLY_CONNECTED": 2, "SOFTMAX": 1}
 
 
 def test_fp32_and_dynamic_mlp(models: dict[str, Path]) -> None:
