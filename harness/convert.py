@@ -222,6 +222,7 @@ def convert(source: Path, out_dir: Path, *, variants: list[str] | None = None, c
     recipes = recipes or {}
     prep = _prepare_dir(options, digest)
     todo = [v for v in names if not _variant_cache(prep, v, recipes.get(v, {})).exists()]
+    results: dict[str, dict[str, Any]] = {}
     needs_prepare = not (prep / "prepare.json").exists()
     # Warm path: everything cached, no TensorFlow at all. Cold path: all workers start
     # importing TensorFlow at once, so the others are ready when "prepare" is done.
@@ -234,10 +235,13 @@ def convert(source: Path, out_dir: Path, *, variants: list[str] | None = None, c
         info = json.loads((prep / "prepare.json").read_text())
         for extra in ("eval_inputs.npz", "reference_outputs.npz"):
             shutil.copyfile(prep / extra, out_dir / extra)
+        if info["calibration"]["kind"] == "error":
+            results = {v: {"ok": False, "error": f"calibration data: {info['calibration']['error']}",
+                           "calibration": True} for v in names if v in CALIBRATED}
         with ThreadPoolExecutor(max(1, size)) as threads:
             futures = {v: threads.submit(_convert_one, pool, prep, v, recipes.get(v, {}), out_dir / f"{v}.tflite")
-                       for v in names}
-            results = {v: f.result() for v, f in futures.items()}
+                       for v in names if v not in results}
+            results.update({v: f.result() for v, f in futures.items()})
     finally:
         if pool is not None:
             pool.close()
@@ -256,7 +260,7 @@ def convert(source: Path, out_dir: Path, *, variants: list[str] | None = None, c
                                 "warnings": warnings + diagnostics["warnings"], "diagnostics": diagnostics}
         else:
             path.unlink(missing_ok=True)
-            failure = converter_failure(str(r.get("error")))
+            failure = {"summary": r["error"]} if r.get("calibration") else converter_failure(str(r.get("error")))
             entries[variant] = {"status": "conversion_failed", "error": failure["summary"], "file": None,
                                 "sha256": None, "bytes": None, "cached": False, "warnings": warnings,
                                 "diagnostics": {**failure, "converter_error": str(r.get("error"))[-4000:]}}

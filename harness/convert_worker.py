@@ -113,9 +113,15 @@ def prepare(source: str, work: str, options: dict[str, Any]) -> dict[str, Any]:
 
     rng = np.random.default_rng(0)
     n_eval = int(options.get("eval_samples", 8))
+    calibration_error = None
     if options.get("calibration"):
-        calib = _load_samples(options["calibration"], inputs)
-        calibration_kind = "file"
+        try:
+            calib = _load_samples(options["calibration"], inputs)
+            calibration_kind = "file"
+        except ValueError as exc:  # only the calibrated variants fail; the others are still produced
+            calibration_error = str(exc)
+            calibration_kind = "error"
+            calib = {s["name"]: _random_like(s, 1, rng) for s in inputs}
     else:
         calib = {s["name"]: _random_like(s, int(options.get("calibration_samples", 32)), rng) for s in inputs}
         calibration_kind = "random"
@@ -144,7 +150,7 @@ def prepare(source: str, work: str, options: dict[str, Any]) -> dict[str, Any]:
         "inputs": inputs,
         "outputs": outputs,
         "calibration": {"kind": calibration_kind, "samples": int(min(len(a) for a in calib.values())),
-                        "path": options.get("calibration")},
+                        "path": options.get("calibration"), "error": calibration_error},
         "eval_samples": count,
         "tensorflow": tf.__version__,
     }

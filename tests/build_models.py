@@ -24,3 +24,27 @@ h = keras.layers.Dense(16, activation="relu")(x)
 a = keras.layers.Dense(3, name="zeta_scores")(h)
 b = keras.layers.Dense(1, name="alpha_value")(h)
 keras.Model(x, [a, b], name="two_heads").save(os.path.join(out, "two_heads.keras"))
+
+# A custom layer whose op has no TFLite builtin (MatrixDeterminant): needs --custom-objects, then SELECT_TF_OPS.
+CUSTOM_LAYER = '''
+import keras
+import tensorflow as tf
+
+
+class Det(keras.layers.Layer):
+    def call(self, x):
+        return tf.linalg.det(x)
+'''
+with open(os.path.join(out, "det_layer.py"), "w") as f:
+    f.write(CUSTOM_LAYER)
+namespace = {}
+exec(CUSTOM_LAYER, namespace)
+x = keras.Input((3, 3), name="matrix")
+keras.Model(x, namespace["Det"]()(x), name="det").save(os.path.join(out, "det.keras"))
+
+# The CNN again in the legacy HDF5 format.
+keras.models.load_model(os.path.join(out, "cnn.keras")).save(os.path.join(out, "cnn_legacy.h5"))
+
+# A small MobileNetV2: its int16x8 variant fails to prepare when calibrated on pixel noise.
+keras.applications.MobileNetV2(input_shape=(96, 96, 3), alpha=0.35, weights=None, classes=10).save(
+    os.path.join(out, "mobilenet.keras"))

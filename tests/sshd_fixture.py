@@ -173,13 +173,13 @@ UseDNS no
 PrintMotd no
 PrintLastLog no
 MaxStartups 100
-LogLevel VERBOSE
+LogLevel {log_level}
 SetEnv HOME={home}
 Subsystem sftp internal-sftp
 """
 
 
-def start_sshd(base: Path, client_public_key: str, client_key_path: Path) -> SSHServer:
+def start_sshd(base: Path, client_public_key: str, client_key_path: Path, log_level: str = "VERBOSE") -> SSHServer:
     """One sshd in the foreground (daemonised sshd resets connections here) on a free port."""
     if not os.access(SSHD, os.X_OK):
         pytest.fail(f"{SSHD} not found; {INSTALL_HINT}", pytrace=False)
@@ -197,7 +197,7 @@ def start_sshd(base: Path, client_public_key: str, client_key_path: Path) -> SSH
     for _ in range(5):  # a free port can be taken between probing and binding
         port = _free_port()
         config = base / "sshd_config"
-        config.write_text(_CONFIG.format(port=port, host_key=host_key, dir=base, home=home))
+        config.write_text(_CONFIG.format(port=port, host_key=host_key, dir=base, home=home, log_level=log_level))
         with open(log_path, "wb") as log:
             proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stdin=subprocess.DEVNULL,
                                     stdout=log, stderr=subprocess.STDOUT)
@@ -226,16 +226,16 @@ def ssh_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture()
-def sshd_servers(ssh_home: Path, tmp_path: Path) -> Iterator[Callable[[int], list[SSHServer]]]:
-    """Factory: ``sshd_servers(n)`` starts n servers accepting one client key; all stopped at teardown."""
+def sshd_servers(ssh_home: Path, tmp_path: Path) -> Iterator[Callable[..., list[SSHServer]]]:
+    """Factory: ``sshd_servers(n, log_level=...)`` starts n servers accepting one client key; all stopped at teardown."""
     client_key = tmp_path / "client_ed25519"
     client_public_key = keygen(client_key)
     started: list[SSHServer] = []
 
-    def start(n: int = 1) -> list[SSHServer]:
+    def start(n: int = 1, log_level: str = "VERBOSE") -> list[SSHServer]:
         servers = []
         for _ in range(n):
-            server = start_sshd(tmp_path / f"sshd-{len(started)}", client_public_key, client_key)
+            server = start_sshd(tmp_path / f"sshd-{len(started)}", client_public_key, client_key, log_level)
             started.append(server)
             servers.append(server)
         return servers

@@ -14,6 +14,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -25,6 +26,8 @@ import pytest
 from adb_device import AdbTestDevice
 from harness.errors import EdgebenchError
 from harness.inventory import Device
+from harness.protocol import check_cell, encode_job, read_frame
+from harness.shipping import agent_zip, ship
 from harness.transport import TransportError, make_transport
 from harness.transport.adb import AdbTransport
 
@@ -179,6 +182,31 @@ def test_started_process_exit_status(phones: dict[str, AdbTestDevice], kind: str
     assert proc.stdout.read() == b"bye\n"
     assert proc.wait(20) == 5
     assert "fatal: no runtime" in proc.stderr_tail()
+    proc.kill()
+
+
+@pytest.mark.parametrize("kind", ["v2", "legacy"])
+def test_the_agent_ships_and_serves_over_adb(phones: dict[str, AdbTestDevice], kind: str, tmp_path: Path) -> None:
+    """The host's real path: content-addressed shipping, then the agent protocol through `adb shell`."""
+    t = _connected(phones[kind])
+    bogus = tmp_path / "not a model's name.tflite"
+    bogus.write_bytes(b"this is not a flatbuffer")
+    shipped = ship(t, [agent_zip(), bogus])
+    assert shipped.files_sent == 2
+    assert ship(t, [agent_zip(), bogus]).files_sent == 0  # already in the phone's cache
+    # The test phone is this machine, so its "python3" is the interpreter running the tests.
+    proc = t.start([sys.executable, shipped.remote[agent_zip()], "serve", "auto"])
+    cell = {"id": "m/fp32", "model_path": shipped.remote[bogus], "runs": 3, "min_seconds": 0, "warmup": 1,
+            "warmup_seconds": 0, "max_runs": 10, "threads": 1}
+    proc.stdin.write(encode_job([cell], "auto"))
+    proc.stdin.close()
+    frames = []
+    while (frame := read_frame(proc.stdout)) is not None:
+        frames.append(frame)
+    assert [f["type"] for f in frames] == ["hello", "cell", "done"]
+    result = check_cell(frames[1], "m/fp32")
+    assert result["status"] == "failed_to_load" and result["error"]
+    assert proc.wait(30) == 0
     proc.kill()
 
 

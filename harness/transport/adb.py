@@ -17,6 +17,10 @@ itself is unreliable in two ways that this module hides:
   followed by that file: stdout, the real status and stderr come back apart.
 * A lost connection ends ``adb shell`` with status 0 and no output: a missing
   marker is how a lost connection (or a vanished device) is recognised.
+* When the host hangs up (timeout, kill), adbd sends SIGHUP to the shell it
+  started and to nothing else, so a benchmark would run on and heat the phone.
+  Each command therefore runs as a background job of that shell, which writes
+  both pids to a file that a timeout or ``kill()`` uses to end them.
 
 Old devices also refuse a service string over 4 KiB, so a longer script is
 pushed as a file and run with ``sh FILE``; stdin for ``run()`` is pushed as a
@@ -119,8 +123,9 @@ class AdbTransport(Transport):
             if done.returncode == 0 and state == "device":
                 return
             status = _classify(state)
-            # A phone just plugged in or reconnecting is "offline" for a moment; a missing one is not coming.
-            if status == "auth_failed" or "not found" in state or time.monotonic() > deadline:
+            # A phone just plugged in or reconnecting is "offline" for a moment; the others will not change.
+            if status == "auth_failed" or "not found" in state or "no permissions" in state \
+                    or time.monotonic() > deadline:
                 if status == "auth_failed":
                     state += " (accept the USB debugging prompt on the phone)"
                 raise TransportError("unreachable" if status == "connection_lost" else status,
@@ -223,7 +228,11 @@ class AdbTransport(Transport):
     # -- Android facts ----------------------------------------------------------------------------------
 
     def device_facts(self) -> dict[str, Any]:
-        """Model, SoC, SDK level, ABI and thermal state, from getprop and `dumpsys thermalservice`."""
+        """Model, SoC, SDK level, ABI and thermal state, from getprop and `dumpsys thermalservice`.
+
+        ``thermal_status`` is Android's PowerManager level (0 none, 1 light, 2 moderate, 3 severe,
+        4 critical, 5 emergency, 6 shutdown; None before Android 10).
+        """
         result = self.run(["sh", "-c", "getprop; echo __EB_THERMAL__; dumpsys thermalservice 2>/dev/null"],
                           QUICK_TIMEOUT_S * 3)
         text = result.stdout.decode("utf-8", "replace")

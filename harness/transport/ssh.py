@@ -287,7 +287,6 @@ class SSHProcess(RemoteProcess):
             raise TransportError("timeout", f"{self._what} did not start within {timeout:.0f} s") from None
         finally:
             self._chan.settimeout(None)
-        self._stderr.join(1.0)
         self._chan.close()
         raise self._transport.failure(f"the device's shell did not start {self._what}: "
                                       f"{self.stderr_tail(300).strip() or 'no output'}")
@@ -311,11 +310,12 @@ class SSHProcess(RemoteProcess):
         self._chan.close()
 
     def stderr_tail(self, limit: int = 2000) -> str:
-        return self._stderr.data().decode("utf-8", "replace")[-limit:]
+        return self.stderr_bytes().decode("utf-8", "replace")[-limit:]
 
-    def stderr_bytes(self, timeout: float) -> bytes:
-        """All stderr kept so far, after giving the reader ``timeout`` s to reach end of stream."""
-        self._stderr.join(timeout)
+    def stderr_bytes(self) -> bytes:
+        """The stderr kept so far; complete once the process has ended."""
+        if self._chan.status_event.is_set():
+            self._stderr.join(1.0)  # the last bytes may still be on their way to the reader thread
         return self._stderr.data()
 
 
@@ -488,7 +488,7 @@ class SSHTransport(Transport):
             proc.kill()
             raise TransportError("timeout", f"{argv[0]} did not finish in {timeout:g} s; its process group was killed")
         proc.kill()  # closes the channel
-        return CommandResult(code, out[0] if out else b"", proc.stderr_bytes(1.0))
+        return CommandResult(code, out[0] if out else b"", proc.stderr_bytes())
 
     def put(self, local: Path, remote: str) -> None:
         self.connect()

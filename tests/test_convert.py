@@ -1,0 +1,109 @@
+"""`edgebench convert` with real TensorFlow: variants, manifest, and the diagnostics of what breaks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from conftest import run_cli
+
+
+def _manifest(out: Path) -> dict[str, Any]:
+    return json.loads((out / "manifest.json").read_text())
+
+
+def test_all_variants_with_manifest_diagnostics_and_accuracy(converted: Path) -> None:
+    m = _manifest(converted)
+    assert m["schema_version"] == 1 and m["tensorflow"]
+    assert list(m["variants"]) == ["fp32", "fp16", "dynamic", "int8", "int16x8"]
+    fp32 = m["variants"]["fp32"]
+    assert fp32["status"] == "ok" and len(fp32["sha256"]) == 64 and fp32["bytes"] == (converted / "fp32.tflite").stat().st_size
+    (acc,) = fp32["accuracy"].values()
+    assert acc["cosine"] > 0.9999 and acc["top1_agreement"] == 1.0
+    # The dynamic batch dimension survives as -1 in the shape signature.
+    assert fp32["diagnostics"]["inputs"][0]["shape_signature"] == [-1, 16, 16, 3]
+    # Full-integer I/O is a listed change with its scale and zero point; random calibration is loud.
+    int8 = m["variants"]["int8"]
+    assert any("int8 quantized with scale" in c for c in int8["diagnostics"]["io_changes"])
+    assert "random_calibration" in int8["warnings"] and m["calibration"]["kind"] == "random"
+    # Dynamic-range quantization leaves this small model's weights float: flagged, not silently "quantized".
+    assert "same_as_fp32" in m["variants"]["dynamic"]["warnings"]
+    assert "same_as_fp32" not in int8["warnings"]
+
+
+def test_warm_conversion_is_cached(keras_models: dict[str, Path], converted: Path, tmp_path: Path) -> None:
+    result = run_cli("convert", keras_models["cnn"], "-o", tmp_path / "again")
+    assert result.code in (0, 3)
+    again = _manifest(tmp_path / "again")
+    assert all(v["cached"] for v in again["variants"].values() if v["status"] == "ok")
+    assert again["variants"]["fp32"]["sha256"] == _manifest(converted)["variants"]["fp32"]["sha256"]
+
+
+def test_outputs_matched_by_name(keras_models: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "two"
+    assert run_cli("convert", keras_models["two_heads"], "-o", out, "--variants", "fp32,int8").code == 0
+    m = _manifest(out)
+    names = {o["name"] for o in m["outputs"]}
+    assert len(names) == 2
+    for variant in ("fp32", "int8"):
+        entry = m["variants"][variant]
+        assert set(entry["accuracy"]) == names  # every output compared with the reference output of the same name
+        assert {o["name"] for o in entry["diagnostics"]["outputs"]} == names
+    assert all(a["cosine"] > 0.9999 for a in m["variants"]["fp32"]["accuracy"].values())
+
+
+def test_custom_layer_and_unsupported_op(keras_models: dict[str, Path], tmp_path: Path) -> None:
+    missing = run_cli("convert", keras_models["det"], "-o", tmp_path / "a")
+    assert missing.code == 2 and "'Det'" in missing.err and "--custom-objects" in missing.err
+    result = run_cli("convert", keras_models["det"], "-o", tmp_path / "b", "--variants", "fp32",
+                     "--custom-objects", keras_models["det_layer"])
+    assert result.code == 3
+    fp32 = _manifest(tmp_path / "b")["variants"]["fp32"]
+    assert fp32["status"] == "conversion_failed"
+    assert fp32["diagnostics"]["unsupported_ops"] == ["MatrixDeterminant"]
+    assert fp32["diagnostics"]["select_tf_ops_would_convert"] is True
+    assert "SELECT_TF_OPS" in fp32["error"] and "Flex" in fp32["error"]
+
+
+def test_legacy_h5_converts(keras_models: dict[str, Path], tmp_path: Path) -> None:
+    result = run_cli("convert", keras_models["cnn_legacy"], "-o", tmp_path / "h5", "--variants", "fp32")
+    assert result.code == 0, result.err
+    assert _manifest(tmp_path / "h5")["variants"]["fp32"]["status"] == "ok"
+
+
+def test_mobilenet_failures_are_marked_variants(keras_models: dict[str, Path], tmp_path: Path) -> None:
+    noise = tmp_path / "noise.npy"
+    np.save(noise, np.random.default_rng(0).uniform(-1, 1, (16, 96, 96, 3)).astype(np.float32))
+    result = run_cli("convert", keras_models["mobilenet"], "-o", tmp_path / "mb", "--variants", "dynamic,int16x8",
+                     "--calibration", noise)
+    assert result.code == 3
+    variants = _manifest(tmp_path / "mb")["variants"]
+    # Converts, but LiteRT refuses to prepare it: marked, with the runtime's message.
+    assert variants["int16x8"]["status"] == "failed_to_prepare"
+    assert "failed to prepare" in variants["int16x8"]["error"] and "host validation" in variants["int16x8"]["error"]
+    # TF 2.21's dynamic-range kernels are too new for tflite-runtime 2.14 (FULLY_CONNECTED v12 / CONV_2D v5).
+    compat = variants["dynamic"]["diagnostics"]["compatibility"]
+    assert compat["tflite_runtime 2.14.0"]["loadable"] is False
+    assert "version" in compat["tflite_runtime 2.14.0"]["problems"][0]
+    assert compat["ai_edge_litert 2.3.0"]["loadable"] is True
+    assert variants["dynamic"]["status"] == "ok"
+
+
+def test_bad_inputs_keep_the_other_variants(keras_models: dict[str, Path], tmp_path: Path) -> None:
+    wrong = tmp_path / "wrong.npy"
+    np.save(wrong, np.zeros((4, 8, 8, 3), np.float32))
+    result = run_cli("convert", keras_models["cnn"], "-o", tmp_path / "c", "--variants", "fp32,int8",
+                     "--calibration", wrong)
+    assert result.code == 3
+    m = _manifest(tmp_path / "c")
+    assert m["variants"]["fp32"]["status"] == "ok"
+    assert m["variants"]["int8"]["status"] == "conversion_failed"
+    assert "[8, 8, 3]" in m["variants"]["int8"]["error"] and "[16, 16, 3]" in m["variants"]["int8"]["error"]
+    truncated = tmp_path / "truncated.keras"
+    truncated.write_bytes(keras_models["cnn"].read_bytes()[:500])
+    bad = run_cli("convert", truncated, "-o", tmp_path / "d")
+    assert bad.code == 2 and "cannot load the model" in bad.err and str(truncated) in bad.err
+    assert run_cli("convert", keras_models["cnn"], "--variants", "fp64").code == 2
