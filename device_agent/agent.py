@@ -15,7 +15,7 @@ from .runtime import EnvironmentProblem, find_runtime
 try:
     from . import measure
 except ImportError:  # no numpy: find_runtime() fails too and says so in a fatal frame, not a traceback
-    measure = None
+    measure = None  # type: ignore[assignment]
 
 STDERR_TAIL_BYTES = 2000
 DEFAULT_CELL_TIMEOUT_S = 600.0

@@ -136,7 +136,7 @@ def _stats(message: str) -> dict[str, float] | None:
 
 
 def _number(pattern: str, text: str) -> float | None:
-    m = re.search(pattern, text)
+    m = re.search(pattern, text, re.M)
     return float(m.group(1)) if m else None
 
 
@@ -229,10 +229,11 @@ def parse_benchmark_output(text: str, returncode: int | None = None) -> dict[str
     warmup = phases[-2] if len(phases) >= 2 else None
     inference = phases[-1] if phases else None
 
-    timings = re.search(r"^Inference timings in us: Init: ([-\d.e+]+), First inference: ([-\d.e+]+), "
-                        r"Warmup \(avg\): ([-\d.e+]+), Inference \(avg\): ([-\d.e+]+)", body, re.M)
-    old = re.search(r"^Average inference timings in us: Warmup: ([-\d.e+]+), Init: ([-\d.e+]+), "
-                    r"Inference: ([-\d.e+]+)", body, re.M)
+    # Unanchored: a line may keep a prefix the log-level pattern does not know (`adb logcat | grep` output).
+    timings = re.search(r"Inference timings in us: Init: ([-\d.e+]+), First inference: ([-\d.e+]+), "
+                        r"Warmup \(avg\): ([-\d.e+]+), Inference \(avg\): ([-\d.e+]+)", body)
+    old = re.search(r"Average inference timings in us: Warmup: ([-\d.e+]+), Init: ([-\d.e+]+), "
+                    r"Inference: ([-\d.e+]+)", body)
     init_us = float(timings.group(1)) if timings else float(old.group(2)) if old else None
     first_us = float(timings.group(2)) if timings else (warmup or {}).get("first")
     if inference is None and (timings or old):
@@ -240,10 +241,10 @@ def parse_benchmark_output(text: str, returncode: int | None = None) -> dict[str
         avg = float(timings.group(4)) if timings else float(old.group(3)) if old else 0.0
         inference = {"count": 0.0, "avg": avg}
 
-    threads = _number(r"^Num threads: \[(-?\d+)\]", body)
-    peak = _number(r"^Overall peak memory footprint \(MB\) via periodic monitoring: ([-\d.e+]+)", body)
-    mem = re.search(r"^Memory footprint delta from the start of the tool \(MB\): init=([-\d.e+]+) "
-                    r"overall=([-\d.e+]+)", body, re.M)
+    threads = _number(r"(?:^Num threads|#threads used for CPU inference): \[(-?\d+)\]", body)
+    peak = _number(r"Overall peak memory footprint \(MB\) via periodic monitoring: ([-\d.e+]+)", body)
+    mem = re.search(r"Memory footprint delta from the start of the tool \(MB\): init=([-\d.e+]+) "
+                    r"overall=([-\d.e+]+)", body)
     failure = _failure(lines, returncode)
     if failure is None and not (timings or old):
         failure = ("invalid_output", "no 'Inference timings' line in the benchmark_model output")
@@ -267,12 +268,12 @@ def parse_benchmark_output(text: str, returncode: int | None = None) -> dict[str
         "flags": validity_flags(latency, None, None) if latency else [],
         "unavailable": unavailable,
         "benchmark_model": {
-            "model_size_mb": _number(r"^The input model file size \(MB\): ([-\d.e+]+)", body),
+            "model_size_mb": _number(r"The input model file size \(MB\): ([-\d.e+]+)", body),
             "warmup_us": warmup,
             "inference_us": inference if latency else None,
             "inference_avg_us": float(timings.group(4)) if timings else float(old.group(3)) if old else None,
             "init_memory_mb": float(mem.group(1)) if mem else None,
-            "unconsumed_flags": re.findall(r"^Unconsumed cmdline flags: (.*)$", body, re.M),
+            "unconsumed_flags": re.findall(r"Unconsumed cmdline flags: (.*)$", body, re.M),
         },
     }
     return result

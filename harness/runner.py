@@ -205,21 +205,35 @@ class _DeviceRun:
         self.parts.pop(mv.key, None)
 
     def attempt(self) -> None:
-        """Connect, ship, start one agent for everything pending, and consume its frames."""
-        device, settings = self.device, self.settings
-        transport = make_transport(device, trust_new_hosts=settings.trust_new_hosts)
-        proc: RemoteProcess | None = None
+        """Connect, ship, and measure everything pending with the device's runner."""
+        transport = make_transport(self.device, trust_new_hosts=self.settings.trust_new_hosts)
         try:
             transport.connect()
-            todo = list(dict.fromkeys(mv for mv, _ in self.pending))
-            files = [agent_zip()] + [mv.path for mv in todo if mv.path]
-            files += [mv.eval_inputs for mv in todo if settings.evaluate and mv.eval_inputs]
-            shipped = ship(transport, files, {mv.path: mv.sha256 for mv in todo if mv.path and mv.sha256})
-            self.record["bytes_shipped"] += shipped.bytes_sent
-            self.record["files_shipped"] += shipped.files_sent
-            proc = transport.start([device.python, shipped.remote[agent_zip()], "serve", device.runtime])
+            if self.device.runner == "benchmark_model":
+                self._benchmark_model(transport)
+            else:
+                self._agent(transport)
+        finally:
+            transport.close()
+
+    def _ship(self, transport: Transport, extra: list[Path]) -> dict[Path, str]:
+        todo = list(dict.fromkeys(mv for mv, _ in self.pending))
+        files = extra + [mv.path for mv in todo if mv.path]
+        files += [mv.eval_inputs for mv in todo if self.settings.evaluate and mv.eval_inputs]
+        shipped = ship(transport, files, {mv.path: mv.sha256 for mv in todo if mv.path and mv.sha256})
+        self.record["bytes_shipped"] += shipped.bytes_sent
+        self.record["files_shipped"] += shipped.files_sent
+        return shipped.remote
+
+    def _agent(self, transport: Transport) -> None:
+        """One agent process for everything pending; its frames are consumed as they arrive."""
+        device, settings = self.device, self.settings
+        proc: RemoteProcess | None = None
+        try:
+            remote = self._ship(transport, [agent_zip()])
+            proc = transport.start([device.python, remote[agent_zip()], "serve", device.runtime])
             self.expected = list(self.pending)
-            cells = [dict(_job_cell(device, mv, shipped.remote, settings), id=self.frame_id(mv, r))
+            cells = [dict(_job_cell(device, mv, remote, settings), id=self.frame_id(mv, r))
                      for mv, r in self.expected]
             proc.stdin.write(encode_job(cells, device.runtime))
             proc.stdin.close()
@@ -247,7 +261,42 @@ class _DeviceRun:
         finally:
             if proc is not None:
                 proc.kill()
-            transport.close()
+
+    def _benchmark_model(self, transport: Transport) -> None:
+        """Devices without Python (stock Android): LiteRT's native benchmark_model, one run per variant.
+
+        The tool prints aggregates only: no raw samples and no outputs (the cell lists them as unavailable).
+        Repeats are not interleaved here: each variant is run once.
+        """
+        from .benchmark_model import benchmark_model_argv, parse_benchmark_output
+
+        device, settings = self.device, self.settings
+        binary = Path(device.benchmark_binary or "").expanduser()
+        if not device.benchmark_binary or not binary.is_file():
+            self.fail_all("environment_error", f"benchmark_binary {binary} not found: give the path of LiteRT's "
+                                               "benchmark_model for this device (edgebench never downloads it)")
+            return
+        if hasattr(transport, "device_facts"):
+            self.record["env"] = transport.device_facts()
+        remote = self._ship(transport, [binary])
+        transport.run(["chmod", "755", remote[binary]], 60)
+        self.pending = list({mv.key: (mv, 0) for mv, _ in self.pending}.values())
+        while self.pending:
+            mv, _ = self.pending[0]
+            self.expected = [self.pending[0]]
+            assert mv.path is not None
+            argv = benchmark_model_argv(
+                remote[binary], remote[mv.path], threads=settings.threads or device.threads, num_runs=settings.runs,
+                warmup_runs=settings.warmup, min_secs=settings.min_seconds, warmup_min_secs=settings.warmup_seconds,
+                external_delegate_path=device.delegate_library, external_delegate_options=device.delegate_options,
+                use_gpu=device.delegate == "gpu", use_nnapi=device.delegate == "nnapi", taskset=device.taskset)
+            result = transport.run(argv, settings.cell_timeout_s)
+            parsed = parse_benchmark_output((result.stdout + result.stderr).decode(errors="replace"), result.code)
+            cell = empty_cell(device.name, mv, parsed["status"], parsed["error"])
+            cell.update({k: v for k, v in parsed.items() if k in cell or k in ("unavailable", "benchmark_model")})
+            cell["flags"] = sorted(set(mv.flags) | set(parsed["flags"]))
+            self.on_cell(cell)
+            self.pending.pop(0)
 
 
 def measure_device(device: Device, variants: list[ModelVariant], settings: Settings,

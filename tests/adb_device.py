@@ -52,8 +52,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO
 
-A_CNXN, A_OPEN, A_OKAY, A_WRTE, A_CLSE, A_AUTH = (
-    int.from_bytes(name, "little") for name in (b"CNXN", b"OPEN", b"OKAY", b"WRTE", b"CLSE", b"AUTH"))
+# No AUTH: like a phone that already trusts this host's key, the device answers CNXN with CNXN.
+A_CNXN, A_OPEN, A_OKAY, A_WRTE, A_CLSE = (
+    int.from_bytes(name, "little") for name in (b"CNXN", b"OPEN", b"OKAY", b"WRTE", b"CLSE"))
 A_VERSION = 0x01000001  # the version that lets both sides skip checksums; we compute them anyway
 MAX_PAYLOAD = 256 * 1024
 SYNC_DATA_MAX = 64 * 1024

@@ -113,7 +113,7 @@ MODELS: dict[str, tuple[Callable[..., dict[str, tf.Tensor]], list[tf.TensorSpec]
 }
 
 
-def _eval_inputs(specs: list[tf.TensorSpec]) -> dict[str, np.ndarray]:
+def _eval_inputs(specs: list[tf.TensorSpec]) -> dict[str, Any]:
     arrays = {}
     for s in specs:
         shape = [SAMPLES] + [1 if d is None else d for d in s.shape]
@@ -131,7 +131,7 @@ def build(out: str) -> None:
             f.write(_convert(_Model(fn, specs), setup, inputs))
         reference = _Model(fn, specs)  # fresh state: the stateful model accumulates from zero
         results = [reference.call(*[inputs[s.name][k] for s in specs]) for k in range(SAMPLES)]
-        expected = {key: np.stack([r[key].numpy() for r in results]).astype(np.float32) for key in results[0]}
+        expected: dict[str, Any] = {key: np.stack([r[key].numpy() for r in results]).astype(np.float32) for key in results[0]}
         np.savez(os.path.join(out, name + ".inputs.npz"), **inputs)
         np.savez(os.path.join(out, name + ".expected.npz"), **expected)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -92,3 +93,24 @@ def native_lib(tmp_path_factory: pytest.TempPathFactory) -> Path:
     lib = out / "libbad_delegate.so"
     subprocess.run([cc, "-shared", "-fPIC", "-o", str(lib), str(src)], check=True)
     return lib
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def adb_server() -> Iterator[str]:
+    """A private adb server (ANDROID_ADB_SERVER_PORT), killed at teardown: a user's own adb is never touched."""
+    adb = shutil.which("adb")
+    if adb is None:
+        pytest.fail("the adb client is needed for these tests: apt-get install adb")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ANDROID_ADB_SERVER_PORT", str(free_port()))
+        subprocess.run([adb, "start-server"], check=True, capture_output=True, timeout=30)
+        try:
+            yield os.environ["ANDROID_ADB_SERVER_PORT"]
+        finally:
+            subprocess.run([adb, "kill-server"], capture_output=True, timeout=30)

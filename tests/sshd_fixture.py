@@ -76,6 +76,29 @@ def process_tree(root: int) -> set[int]:
     return found
 
 
+def group_members(pgid: int) -> set[int]:
+    """Live processes of process group ``pgid``."""
+    members = set()
+    for entry in os.listdir("/proc"):
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+            members.add(int(entry))
+    return members
+
+
+def command_names(pids: set[int]) -> list[str]:
+    names = []
+    for pid in pids:
+        try:
+            names.append(Path(f"/proc/{pid}/comm").read_text().strip())
+        except OSError:
+            pass
+    return names
+
+
 def pid_alive(pid: int) -> bool:
     """Whether ``pid`` still runs; a zombie nobody reaps (PID 1 here may not) counts as gone."""
     try:
@@ -150,7 +173,8 @@ def _signal(pid: int, sig: int) -> None:
         pass
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A loopback port nothing listens on (until someone binds it)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -195,7 +219,7 @@ def start_sshd(base: Path, client_public_key: str, client_key_path: Path, log_le
     (base / "authorized_keys").write_text(client_public_key + "\n")
     log_path = base / "sshd.log"
     for _ in range(5):  # a free port can be taken between probing and binding
-        port = _free_port()
+        port = free_port()
         config = base / "sshd_config"
         config.write_text(_CONFIG.format(port=port, host_key=host_key, dir=base, home=home, log_level=log_level))
         with open(log_path, "wb") as log:
@@ -227,7 +251,7 @@ def ssh_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture()
 def sshd_servers(ssh_home: Path, tmp_path: Path) -> Iterator[Callable[..., list[SSHServer]]]:
-    """Factory: ``sshd_servers(n, log_level=...)`` starts n servers accepting one client key; all stopped at teardown."""
+    """Factory: ``sshd_servers(n, log_level=...)`` starts n servers accepting one client key; stopped at teardown."""
     client_key = tmp_path / "client_ed25519"
     client_public_key = keygen(client_key)
     started: list[SSHServer] = []

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from adb_device import AdbTestDevice
+from conftest import free_port
 from harness.errors import EdgebenchError
 from harness.inventory import Device
 from harness.protocol import check_cell, encode_job, read_frame
@@ -32,26 +33,6 @@ from harness.transport import TransportError, make_transport
 from harness.transport.adb import AdbTransport
 
 ADB = shutil.which("adb")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def adb_server() -> Iterator[str]:
-    """A private adb server for this module, killed at teardown."""
-    if ADB is None:
-        pytest.fail("the adb client is needed for these tests: apt-get install adb")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("ANDROID_ADB_SERVER_PORT", str(_free_port()))
-        subprocess.run([ADB, "start-server"], check=True, capture_output=True, timeout=30)
-        try:
-            yield os.environ["ANDROID_ADB_SERVER_PORT"]
-        finally:
-            subprocess.run([ADB, "kill-server"], capture_output=True, timeout=30)
 
 
 @pytest.fixture(scope="module")
@@ -107,11 +88,11 @@ def test_two_phones_in_parallel(phones: dict[str, AdbTestDevice]) -> None:
     transports = [_connected(p) for p in phones.values()]
     start = time.monotonic()
     with ThreadPoolExecutor(2) as pool:
-        results = list(pool.map(lambda t: t.run(["sh", "-c", "sleep 0.6; getprop ro.product.model"], 20),
+        results = list(pool.map(lambda t: t.run(["sh", "-c", "sleep 1; getprop ro.product.model"], 20),
                                 transports))
     elapsed = time.monotonic() - start
     assert [r.stdout for r in results] == [b"Pixel 8 Pro\n", b"EdgebenchTest\n"]
-    assert elapsed < 1.1, f"the two phones did not run at once ({elapsed:.2f} s)"
+    assert elapsed < 1.8, f"the two phones did not run at once ({elapsed:.2f} s; one after the other takes 2 s)"
 
 
 @pytest.mark.parametrize("kind", ["v2", "legacy"])
@@ -221,7 +202,7 @@ def test_device_facts(phones: dict[str, AdbTestDevice]) -> None:
 
 
 def test_unreachable_devices(adb_server: str, tmp_path: Path) -> None:
-    dead = Device(name="gone", transport="adb", serial=f"127.0.0.1:{_free_port()}")
+    dead = Device(name="gone", transport="adb", serial=f"127.0.0.1:{free_port()}")
     with pytest.raises(TransportError) as refused:
         AdbTransport(dead).connect()
     assert refused.value.status == "unreachable" and "failed to connect" in refused.value.message

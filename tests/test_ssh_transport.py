@@ -12,7 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from sshd_fixture import SSHServer, fingerprint, keygen, pid_alive, process_tree, ssh_home, sshd_servers  # noqa: F401
+from sshd_fixture import (SSHServer, command_names, free_port, group_members, keygen, pid_alive,  # noqa: F401
+                          process_tree, ssh_home, sshd_servers)
 
 from harness.inventory import Device
 from harness.transport.base import TransportError
@@ -28,12 +29,10 @@ def device(server: SSHServer, **overrides: object) -> Device:
     return Device(**fields)  # type: ignore[arg-type]
 
 
-def trust(home: Path, *servers: SSHServer) -> Path:
-    known = home / ".ssh" / "known_hosts"
-    with open(known, "a") as f:
+def trust(home: Path, *servers: SSHServer) -> None:
+    with open(home / ".ssh" / "known_hosts", "a") as f:
         for server in servers:
             f.write(server.known_hosts_line + "\n")
-    return known
 
 
 def failure(transport: SSHTransport) -> TransportError:
@@ -50,12 +49,6 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
             return True
         time.sleep(0.02)
     return predicate()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # -- commands -----------------------------------------------------------------------------------------
@@ -191,7 +184,7 @@ def test_silent_server_times_out_as_unreachable(ssh_home: Path) -> None:
         port = listener.getsockname()[1]
         start = time.monotonic()
         err = failure(SSHTransport(Device(name="dut", host="127.0.0.1", port=port, user="root"), connect_timeout=1))
-    assert err.status == "unreachable"
+    assert err.status == "unreachable" and "no SSH handshake within 1 s" in err.message
     assert time.monotonic() - start < 4
 
 
@@ -243,6 +236,7 @@ def test_run_timeout_kills_the_remote_process_group(sshd_servers: Servers, ssh_h
         assert time.monotonic() - start < 4
         shell, child = (int(p) for p in pids.read_text().split())
         assert wait_until(lambda: not pid_alive(shell) and not pid_alive(child))
+        assert not group_members(shell)  # the shell led the group
         assert t.run(["echo", "still usable"], 10).stdout == b"still usable\n"
 
 
@@ -258,10 +252,10 @@ def test_start_streams_stdout_and_kill_ends_the_group(sshd_servers: Servers, ssh
         assert proc.stdout.readline() == b"2\n"
         assert time.monotonic() - start < 2  # line by line while it runs, not at the end
         assert proc.wait(0.1) is None
-        group = process_tree(server.proc.pid) & {proc.pgid}
-        assert group == {proc.pgid}  # the remote group leader is the process we started
+        group = group_members(proc.pgid)
+        assert proc.pgid in group and group <= process_tree(server.proc.pid)  # the group we started on the server
         proc.kill()
-        assert wait_until(lambda: not pid_alive(proc.pgid))
+        assert wait_until(lambda: not group_members(proc.pgid))
         assert proc.wait(5) == 137
 
 
@@ -294,7 +288,7 @@ def test_server_killed_mid_command_is_connection_lost(sshd_servers: Servers, ssh
 
     runner = threading.Thread(target=run)
     runner.start()
-    assert wait_until(lambda: len(process_tree(server.proc.pid)) >= 5)  # listener, session, both sleeps
+    assert wait_until(lambda: command_names(process_tree(server.proc.pid)).count("sleep") == 2)
     start = time.monotonic()
     server.kill()
     runner.join(10)
@@ -320,13 +314,19 @@ def test_ssh_config_alias(sshd_servers: Servers, ssh_home: Path) -> None:
     (ssh_home / "keys").mkdir()
     (ssh_home / "keys" / "lab").write_bytes(server.client_key_path.read_bytes())
     (ssh_home / ".ssh" / "config").write_text(
-        f"Host pi-bench\n  HostName 127.0.0.1\n  Port {server.port}\n  User {server.user}\n"
+        f"Host pi-bench pi-stranger\n  HostName 127.0.0.1\n  Port {server.port}\n"
         f"  IdentityFile ~/keys/lab\n  IdentityFile ~/keys/missing\n"
+        f"Host pi-bench\n  User {server.user}\n"
+        f"Host pi-stranger\n  User edgebench-nobody\n"
     )
     alias = Device(name="pi", host="pi-bench", workdir=str(server.home / "w"))
     with SSHTransport(alias) as t:
         assert t.run(["sh", "-c", 'echo "$SSH_CONNECTION"'], 10).stdout.split()[-1] == str(server.port).encode()
-    # Inventory values win over the config: a port with nothing behind it.
+    err = failure(SSHTransport(Device(name="pi", host="pi-stranger")))
+    assert err.status == "auth_failed" and f"edgebench-nobody@127.0.0.1:{server.port}" in err.message
+    # Inventory values win over the config: the user, and a port with nothing behind it.
+    with SSHTransport(Device(name="pi", host="pi-stranger", user=server.user, workdir=str(server.home / "w"))) as t:
+        assert t.run(["true"], 10).code == 0
     alias.port = free_port()
     assert failure(SSHTransport(alias)).status == "unreachable"
 
@@ -339,14 +339,16 @@ def test_proxy_jump(sshd_servers: Servers, ssh_home: Path, tmp_path: Path) -> No
         f"Host target target-inline\n  IdentityFile {target.client_key_path}\n"
         f"Host target\n  HostName 127.0.0.1\n  Port {target.port}\n  ProxyJump bastion\n"
         f"Host bastion\n  HostName 127.0.0.1\n  Port {jump.port}\n  IdentityFile {jump.client_key_path}\n"
-        f"Host target-inline\n  HostName 127.0.0.1\n  Port {target.port}\n  ProxyJump {jump.user}@127.0.0.1:{jump.port}\n"
+        f"Host target-inline\n  HostName 127.0.0.1\n  Port {target.port}\n"
+        f"  ProxyJump {jump.user}@127.0.0.1:{jump.port}\n"
     )
     # The jump host's key is checked like any other.
     err = failure(SSHTransport(Device(name="t", host="target", user=target.user), ssh_config_path=config))
     assert err.status == "host_key_unknown" and "jump host bastion" in err.message
     trust(ssh_home, jump, target)
-    for alias in ("target", "target-inline"):
-        t = SSHTransport(Device(name="t", host=alias, user=target.user), ssh_config_path=config)
+    # The config named by the transport's caller, or by the device itself.
+    for t in (SSHTransport(Device(name="t", host="target", user=target.user), ssh_config_path=config),
+              SSHTransport(Device(name="t", host="target-inline", user=target.user, ssh_config=str(config)))):
         t.connect()
         assert t.run(["echo", "via jump"], 10).stdout == b"via jump\n"
         t.close()

@@ -21,10 +21,12 @@ import base64
 import fnmatch
 import getpass
 import hmac
+import logging
 import os
 import shlex
 import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,11 +48,15 @@ _PGID_MARK = b"edgebench-pgid "
 _INNER = 'printf "edgebench-pgid %s\\n" "$$"; exec "$@"'
 # `; exit $?` stops the login shell from exec'ing setsid itself: as a process group
 # leader, setsid would fork and its parent would exit at once, losing the exit code.
-_OUTER = 'if command -v setsid >/dev/null 2>&1; then set -- setsid; else set --; fi; "$@" sh -c {inner} edgebench {argv}; exit $?'
+_OUTER = ('if command -v setsid >/dev/null 2>&1; then set -- setsid; else set --; fi; '
+          '"$@" sh -c {inner} edgebench {argv}; exit $?')
 _KILL_GROUP = 'kill -KILL "-$1" 2>/dev/null || kill -KILL "$1" 2>/dev/null; true'
 _MAKE_HOME = 'cd && mkdir -p -- "$1" && cd -- "$1" && pwd -P'
 
 _known_hosts_lock = threading.Lock()
+# paramiko logs a dropped connection at ERROR; without a handler Python would print that
+# on stderr beside edgebench's own report of it. Records still propagate to any configured handler.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 
 def remote_command(argv: list[str]) -> str:
@@ -295,10 +301,11 @@ class SSHProcess(RemoteProcess):
         """Exit code, None while running; TransportError("connection_lost") if the connection closed first."""
         if not self._chan.status_event.wait(timeout):
             return None
+        code = self._chan.recv_exit_status()  # at once: the status (or the close) has arrived
         # Our wrapper's shell always exits with a status; a close without one is a lost connection.
-        if self._chan.exit_status == -1:
+        if code == -1:
             raise TransportError("connection_lost", f"connection closed before {self._what} finished")
-        return int(self._chan.exit_status)
+        return code
 
     def kill(self) -> None:
         if not self._chan.status_event.is_set():
@@ -388,8 +395,9 @@ class SSHTransport(Transport):
         return _Endpoint(label, opts.get("hostname", alias), port, user or opts.get("user") or getpass.getuser(), keys,
                          [] if jump.lower() == "none" else [j for j in jump.split(",") if j.strip()])
 
-    def _dial(self, config: paramiko.SSHConfig, known: _KnownHosts, target: _Endpoint, depth: int) -> paramiko.SSHClient:
-        """Connect through target's ProxyJump hosts: the first hop as its own config says, later hops via the one before."""
+    def _dial(self, config: paramiko.SSHConfig, known: _KnownHosts, target: _Endpoint,
+              depth: int) -> paramiko.SSHClient:
+        """Connect through target's ProxyJump hosts: the first as its own config says, later ones via the one before."""
         if depth > MAX_JUMPS:
             raise TransportError("unreachable", f"more than {MAX_JUMPS} ProxyJump hops to {target.label} (a loop?)")
         via: paramiko.SSHClient | None = None
@@ -410,6 +418,7 @@ class SSHTransport(Transport):
         self._opened.append(client)
         client.set_missing_host_key_policy(_HostKeyPolicy(self, known, ep.label))
         timeout = self.connect_timeout
+        started = time.monotonic()
         try:
             client.connect(ep.hostname, ep.port, ep.user, key_filename=ep.key_files or None, sock=sock,
                            timeout=timeout, banner_timeout=timeout, auth_timeout=timeout, channel_timeout=timeout,
@@ -419,6 +428,8 @@ class SSHTransport(Transport):
             transport = client.get_transport()
             reason = str(exc) or type(exc).__name__
             if transport is None or transport.host_key is None:  # no SSH server got as far as showing its key
+                if time.monotonic() - started >= timeout:  # paramiko's words for it vary ("No existing session")
+                    reason = f"no SSH handshake within {timeout:g} s"
                 raise TransportError("unreachable", f"{ep.label}: no SSH session with {ep.hostname}:{ep.port}: "
                                                     f"{reason}") from None
             tried = ep.key_files + (["ssh-agent"] if os.environ.get("SSH_AUTH_SOCK") else []) + ["~/.ssh/id_*"]
@@ -453,6 +464,10 @@ class SSHTransport(Transport):
     def failure(self, message: str) -> TransportError:
         """A failed operation: connection_lost when the connection died, else unreachable."""
         transport = self._client.get_transport() if self._client else None
+        # A channel can fail a moment before paramiko marks its dead connection inactive (always so via a jump host).
+        deadline = time.monotonic() + 1.0
+        while transport is not None and transport.is_active() and time.monotonic() < deadline:
+            time.sleep(0.02)
         alive = transport is not None and transport.is_active()
         return TransportError("unreachable" if alive else "connection_lost", message)
 
@@ -481,9 +496,10 @@ class SSHTransport(Transport):
         reader.start()
         # Fed on a thread: a command that writes before it reads would otherwise block both sides.
         threading.Thread(target=_feed, args=(proc.stdin, stdin), daemon=True).start()
+        deadline = time.monotonic() + timeout
         code = proc.wait(timeout)
         if code is not None:
-            reader.join(max(1.0, timeout))  # output still in flight after the exit status
+            reader.join(max(1.0, deadline - time.monotonic()))  # output still in flight after the exit status
         if code is None or reader.is_alive():
             proc.kill()
             raise TransportError("timeout", f"{argv[0]} did not finish in {timeout:g} s; its process group was killed")
