@@ -29,6 +29,7 @@ from .store import now_iso
 from .transport import RemoteProcess, Transport, TransportError, make_transport
 
 RECONNECT_BACKOFF_S = (1.0, 2.0, 4.0)
+EDGETPU_LIBRARY = "libedgetpu.so.1"
 
 
 @dataclass
@@ -105,7 +106,11 @@ def build_cell(device: Device, mv: ModelVariant, frame: dict[str, Any], hello: d
 def _job_cell(device: Device, mv: ModelVariant, remote: dict[Path, str], settings: Settings) -> dict[str, Any]:
     assert mv.path is not None
     delegate = None
-    if device.delegate or device.delegate_library:
+    if mv.variant == "edgetpu":
+        delegate = {"name": "edgetpu", "library": device.delegate_library or EDGETPU_LIBRARY,
+                    "options": device.delegate_options}
+    elif device.delegate != "edgetpu" and (device.delegate or device.delegate_library):
+        # On an Edge TPU board the CPU variants run on the CPU, beside the edgetpu variant.
         delegate = {"name": device.delegate or "external", "library": device.delegate_library,
                     "options": device.delegate_options}
     return {

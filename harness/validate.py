@@ -19,7 +19,8 @@ def validate_variants(manifest: dict[str, Any], out_dir: Path) -> None:
     from .convert import write_manifest
 
     write_manifest(out_dir, manifest)  # from_converted reads the manifest from disk
-    variants = [mv for mv in from_converted(out_dir) if mv.status == "ok"]
+    # An Edge TPU model needs the accelerator: it is validated on the device, not here.
+    variants = [mv for mv in from_converted(out_dir) if mv.status == "ok" and mv.variant != "edgetpu"]
     cells: dict[str, dict[str, Any]] = {}
     settings = Settings(runs=1, warmup=0, min_seconds=0.0, warmup_seconds=0.0, max_runs=1, cell_timeout_s=300)
     measure_device(local_device(), variants, settings, lambda c: cells.__setitem__(c["variant"], c), lambda d: None)

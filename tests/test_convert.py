@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 from conftest import run_cli
 
@@ -107,3 +108,26 @@ def test_bad_inputs_keep_the_other_variants(keras_models: dict[str, Path], tmp_p
     bad = run_cli("convert", truncated, "-o", tmp_path / "d")
     assert bad.code == 2 and "cannot load the model" in bad.err and str(truncated) in bad.err
     assert run_cli("convert", keras_models["cnn"], "--variants", "fp64").code == 2
+
+
+def test_edgetpu_variant_without_the_compiler_says_what_to_install(converted: Path, keras_models: dict[str, Path],
+                                                                   tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                   store: Path) -> None:
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")  # no edgetpu_compiler here (Coral's apt repository is unreachable)
+    out = tmp_path / "tpu"
+    assert run_cli("convert", keras_models["cnn"], "-o", out, "--variants", "edgetpu").code == 3
+    variants = _manifest(out)["variants"]
+    assert variants["int8"]["status"] == "ok"
+    assert variants["edgetpu"]["status"] == "conversion_failed" and "edgetpu-compiler" in variants["edgetpu"]["error"]
+    # On a device without libedgetpu, an Edge TPU model is a failed cell naming the delegate, not a crash.
+    tpu_dir = tmp_path / "models" / "cnn"
+    tpu_dir.mkdir(parents=True)
+    manifest = _manifest(converted)
+    manifest["variants"] = {"edgetpu": {**manifest["variants"]["int8"], "file": "edgetpu.tflite"}}
+    (tpu_dir / "manifest.json").write_text(json.dumps(manifest))
+    (tpu_dir / "edgetpu.tflite").write_bytes((converted / "int8.tflite").read_bytes())
+    for extra in ("eval_inputs.npz", "reference_outputs.npz"):
+        (tpu_dir / extra).write_bytes((converted / extra).read_bytes())
+    assert run_cli("run", "--models", tpu_dir, "--devices", "local", "--store", store, "-q").code == 3
+    (cell,) = json.loads(run_cli("export", "--store", store).out)["results"]
+    assert cell["status"] == "failed_to_load" and "libedgetpu" in cell["error"]

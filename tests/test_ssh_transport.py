@@ -264,7 +264,11 @@ def test_chatty_stderr_cannot_stall_stdout(sshd_servers: Servers, ssh_home: Path
     trust(ssh_home, server)
     with SSHTransport(device(server)) as t:
         proc = t.start(["sh", "-c", "head -c 3000000 /dev/zero | tr '\\0' e >&2; echo tail-marker >&2; echo done"])
-        assert proc.stdout.readline() == b"done\n"
+        line: list[bytes] = []
+        reader = threading.Thread(target=lambda: line.append(proc.stdout.readline()), daemon=True)
+        reader.start()
+        reader.join(10)  # a stalled channel fails here instead of hanging the suite
+        assert line == [b"done\n"]
         assert proc.wait(10) == 0
         assert proc.stderr_tail(20) == "eeeeeeeetail-marker\n"
         proc.kill()
