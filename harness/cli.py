@@ -28,7 +28,10 @@ def _parser() -> argparse.ArgumentParser:
     c = sub.add_parser("convert", help="convert a Keras/SavedModel model into TFLite variants")
     c.add_argument("model", type=Path)
     c.add_argument("--variants", help="comma-separated: fp32,fp16,dynamic,int8,int16x8 (default all)")
-    c.add_argument("--calibration", type=Path, help=".npy/.npz calibration samples (default: random, flagged)")
+    c.add_argument("--calibration", type=Path,
+                   help=".npy/.npz samples or a folder of images (default: random, flagged in every report)")
+    c.add_argument("--image-range", metavar="LOW,HIGH", help="pixel range images are scaled to (default -1,1)")
+    c.add_argument("--recipes", type=Path, help="YAML recipes: extra variants or options (io_type, select_tf_ops)")
     c.add_argument("--eval-data", type=Path, help=".npy/.npz evaluation inputs for accuracy")
     c.add_argument("--custom-objects", type=Path, help="Python file defining the model's custom layers")
     c.add_argument("-o", "--out", type=Path, help="output directory (default MODEL_tflite)")
@@ -89,7 +92,8 @@ def _parser() -> argparse.ArgumentParser:
 def dispatch(a: argparse.Namespace) -> int:
     if a.command == "convert":
         return commands.cmd_convert(a.model, variants=a.variants, calibration=a.calibration, eval_data=a.eval_data,
-                                    custom_objects=a.custom_objects, out=a.out, jobs=a.jobs)
+                                    custom_objects=a.custom_objects, out=a.out, jobs=a.jobs, recipes=a.recipes,
+                                    image_range=a.image_range)
     if a.command == "devices":
         if a.action == "purge":
             return commands.cmd_purge(inventory=a.inventory, devices=a.devices, trust_new_hosts=a.trust_new_hosts)

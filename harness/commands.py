@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from . import __version__
-from .convert import convert, parse_variants
+from .convert import convert, load_recipes, parse_variants
 from .errors import EdgebenchError, ExitCode
 from .inventory import Device, Inventory, load_inventory
 from .models import ModelVariant, discover, from_converted
@@ -68,10 +68,13 @@ def summary_table(cells: list[dict[str, Any]]) -> str:
 # -- convert -------------------------------------------------------------------
 def cmd_convert(model: Path, *, variants: str | None = None, calibration: Path | None = None,
                 eval_data: Path | None = None, custom_objects: Path | None = None, out: Path | None = None,
-                jobs: int | None = None, stream: TextIO | None = None) -> int:
+                jobs: int | None = None, recipes: Path | None = None, image_range: str | None = None,
+                stream: TextIO | None = None) -> int:
     out_dir = out or Path(model.stem + "_tflite")
-    manifest = convert(model, out_dir, variants=parse_variants(variants), calibration=calibration,
-                       eval_data=eval_data, custom_objects=custom_objects, jobs=jobs)
+    recipe_map = load_recipes(recipes) if recipes else {}
+    manifest = convert(model, out_dir, variants=parse_variants(variants, recipe_map), calibration=calibration,
+                       eval_data=eval_data, custom_objects=custom_objects, jobs=jobs, recipes=recipe_map,
+                       image_range=parse_range(image_range) if image_range else (-1.0, 1.0))
     rows = []
     for name, v in manifest["variants"].items():
         acc = v.get("accuracy") or {}
@@ -84,6 +87,14 @@ def cmd_convert(model: Path, *, variants: str | None = None, calibration: Path |
     print(table(rows, ["variant", "status", "KiB", "cosine", "loads on", "warnings", "error"]), file=_out(stream))
     print(f"manifest: {out_dir / 'manifest.json'}", file=_out(stream))
     return ExitCode.OK if all(v["status"] == "ok" for v in manifest["variants"].values()) else ExitCode.CELL_FAILURES
+
+
+def parse_range(text: str) -> tuple[float, float]:
+    try:
+        lo, hi = (float(x) for x in text.split(","))
+    except ValueError:
+        raise EdgebenchError(f"expected LOW,HIGH (e.g. 0,1 or -1,1), not {text!r}", where="--image-range") from None
+    return lo, hi
 
 
 # -- devices -------------------------------------------------------------------

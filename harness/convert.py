@@ -32,6 +32,7 @@ from . import __version__
 from .diagnose import converter_failure, inspect_variant, model_load_failure
 from .errors import EdgebenchError
 from .shipping import sha256_file
+from .yamlfile import check_keys, load_yaml, where
 from .store import now_iso
 
 MANIFEST_SCHEMA_VERSION = 1
@@ -42,13 +43,42 @@ STEP_TIMEOUT_S = 900
 MAX_MODEL_BYTES = 2 * 1024**3
 
 
-def parse_variants(text: str | list[str] | None) -> list[str]:
+RECIPE_KEYS = {"base", "io_type", "select_tf_ops", "allow_custom_ops"}
+IO_TYPES = ("int8", "uint8", "float32")
+
+
+def parse_variants(text: str | list[str] | None, recipes: dict[str, Any] | None = None) -> list[str]:
     names = VARIANTS if not text else [v.strip() for v in (text.split(",") if isinstance(text, str) else text) if v.strip()]
+    known = VARIANTS + (EDGETPU,) + tuple(r for r in (recipes or {}) if r not in VARIANTS)
     for name in names:
-        if name not in VARIANTS + (EDGETPU,):
-            raise EdgebenchError(f"unknown variant {name!r} (known: {', '.join(VARIANTS + (EDGETPU,))})",
-                                 where="--variants")
+        if name not in known:
+            raise EdgebenchError(f"unknown variant {name!r} (known: {', '.join(known)})", where="--variants")
     return list(dict.fromkeys(names))
+
+
+def load_recipes(path: Path) -> dict[str, dict[str, Any]]:
+    """Conversion recipes: new variants built on a standard one, or options for a standard one.
+
+        recipes:
+          int8_uint8: {base: int8, io_type: uint8}
+          fp32_flex: {base: fp32, select_tf_ops: true}
+    """
+    data = load_yaml(path)
+    check_keys(path, data, {"schema_version", "recipes"}, "recipes file", required={"recipes"})
+    out: dict[str, dict[str, Any]] = {}
+    for name, recipe in (data["recipes"] or {}).items():
+        check_keys(path, recipe, RECIPE_KEYS, f"recipe {name!r}")
+        base = recipe.get("base", name)
+        if base not in VARIANTS:
+            raise EdgebenchError(f"recipe {name!r} needs a base variant ({', '.join(VARIANTS)})",
+                                 where=where(path, recipe, "base" if "base" in recipe else None))
+        if recipe.get("io_type", "int8") not in IO_TYPES:
+            raise EdgebenchError(f"io_type must be one of {', '.join(IO_TYPES)}", where=where(path, recipe, "io_type"))
+        for flag in ("select_tf_ops", "allow_custom_ops"):
+            if not isinstance(recipe.get(flag, False), bool):
+                raise EdgebenchError(f"{flag} must be true or false", where=where(path, recipe, flag))
+        out[str(name)] = {**recipe, "base": base}
+    return out
 
 
 def _digest_source(src: Path) -> str:
@@ -160,7 +190,7 @@ class _Pool:
 
 def _prepare_dir(options: dict[str, Any], digest: str) -> Path:
     inputs = [digest, _tf_version(), options.get("calibration_sha"), options.get("eval_sha"),
-              options.get("custom_objects_sha")]
+              options.get("custom_objects_sha"), options.get("image_range")]
     return _cache_root() / f"prepare-{_key(*inputs)}"
 
 
@@ -197,7 +227,8 @@ def _convert_one(pool: _Pool | None, prep: Path, variant: str, recipe: dict[str,
 
 def convert(source: Path, out_dir: Path, *, variants: list[str] | None = None, calibration: Path | None = None,
             eval_data: Path | None = None, custom_objects: Path | None = None, recipes: dict[str, Any] | None = None,
-            jobs: int | None = None, validate: bool = True, name: str | None = None) -> dict[str, Any]:
+            jobs: int | None = None, validate: bool = True, name: str | None = None,
+            image_range: tuple[float, float] = (-1.0, 1.0)) -> dict[str, Any]:
     """Convert ``source`` into variants under ``out_dir``; returns the manifest (also written there)."""
     if not source.exists():
         raise EdgebenchError("model not found", where=str(source))
@@ -207,17 +238,19 @@ def convert(source: Path, out_dir: Path, *, variants: list[str] | None = None, c
         raise EdgebenchError("directory is not a SavedModel (no saved_model.pb)", where=str(source))
     if source.is_file() and source.stat().st_size > MAX_MODEL_BYTES:
         raise EdgebenchError(f"model larger than {MAX_MODEL_BYTES} bytes", where=str(source))
-    for label, path in (("calibration", calibration), ("evaluation data", eval_data), ("custom objects", custom_objects)):
-        if path is not None and not path.is_file():
-            raise EdgebenchError(f"{label} file not found", where=str(path))
-    names = parse_variants(variants)
+    for label, path in (("calibration data", calibration), ("evaluation data", eval_data),
+                        ("custom objects", custom_objects)):
+        if path is not None and not path.exists():
+            raise EdgebenchError(f"{label} not found", where=str(path))
+    names = parse_variants(variants, recipes)
     out_dir.mkdir(parents=True, exist_ok=True)
     digest = _digest_source(source)
     options: dict[str, Any] = {
         "calibration": str(calibration.resolve()) if calibration else None,
-        "calibration_sha": sha256_file(calibration) if calibration else None,
+        "calibration_sha": _digest_source(calibration) if calibration else None,
         "eval_data": str(eval_data.resolve()) if eval_data else None,
-        "eval_sha": sha256_file(eval_data) if eval_data else None,
+        "eval_sha": _digest_source(eval_data) if eval_data else None,
+        "image_range": list(image_range),
         "custom_objects": str(custom_objects.resolve()) if custom_objects else None,
         "custom_objects_sha": sha256_file(custom_objects) if custom_objects else None,
     }
@@ -243,7 +276,7 @@ def convert(source: Path, out_dir: Path, *, variants: list[str] | None = None, c
             shutil.copyfile(prep / extra, out_dir / extra)
         if info["calibration"]["kind"] == "error":
             results = {v: {"ok": False, "error": f"calibration data: {info['calibration']['error']}",
-                           "calibration": True} for v in names if v in CALIBRATED}
+                           "calibration": True} for v in names if recipes.get(v, {}).get("base", v) in CALIBRATED}
         with ThreadPoolExecutor(max(1, size)) as threads:
             futures = {v: threads.submit(_convert_one, pool, prep, v, recipes.get(v, {}), out_dir / f"{v}.tflite")
                        for v in names if v not in results}
@@ -257,7 +290,7 @@ def convert(source: Path, out_dir: Path, *, variants: list[str] | None = None, c
         r = results[variant]
         path = out_dir / f"{variant}.tflite"
         warnings = []
-        if variant in CALIBRATED and info["calibration"]["kind"] == "random":
+        if recipes.get(variant, {}).get("base", variant) in CALIBRATED and info["calibration"]["kind"] == "random":
             warnings.append("random_calibration")
         if r.get("ok"):
             diagnostics = inspect_variant(path, variant, info)

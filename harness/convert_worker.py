@@ -65,7 +65,36 @@ def _random_like(spec: dict[str, Any], n: int, rng: np.random.Generator) -> np.n
     return rng.uniform(-1.0, 1.0, size=shape).astype(dtype)
 
 
-def _load_samples(path: str, specs: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+
+
+def _load_images(path: str, spec: dict[str, Any], value_range: tuple[float, float]) -> np.ndarray:
+    """A folder of images, decoded, resized to the model input and scaled to value_range."""
+    import tensorflow as tf
+
+    files = sorted(p for p in Path(path).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    shape = spec["shape"]
+    if not files:
+        raise ValueError(f"{path}: no images ({', '.join(IMAGE_SUFFIXES)})")
+    if len(shape) != 4:
+        raise ValueError(f"{path}: images need an image input [batch, height, width, channels], not {shape}")
+    lo, hi = value_range
+    out = []
+    for f in files:
+        try:
+            image = tf.io.decode_image(f.read_bytes(), channels=shape[3], expand_animations=False)
+        except Exception as exc:  # a file that is not an image
+            raise ValueError(f"{f}: not a readable image ({exc})") from None
+        resized = tf.image.resize(tf.cast(image, tf.float32), shape[1:3]).numpy()
+        out.append(lo + resized / 255.0 * (hi - lo))
+    return np.stack(out).astype(spec["dtype"])
+
+
+def _load_samples(path: str, specs: list[dict[str, Any]], value_range: tuple[float, float]) -> dict[str, np.ndarray]:
+    if Path(path).is_dir():
+        if len(specs) != 1:
+            raise ValueError(f"{path}: an image folder fits single-input models only; use .npz keyed by input name")
+        return {specs[0]["name"]: _load_images(path, specs[0], value_range)}
     data = np.load(path, allow_pickle=False)
     if isinstance(data, np.ndarray):
         if len(specs) != 1:
@@ -111,14 +140,15 @@ def prepare(source: str, work: str, options: dict[str, Any]) -> dict[str, Any]:
     outputs = [{"name": name, "shape": [None if d is None else int(d) for d in spec.shape], "dtype": spec.dtype.name}
                for name, spec in sorted(fn.structured_outputs.items())]
 
+    value_range = tuple(options.get("image_range") or (-1.0, 1.0))
     rng = np.random.default_rng(0)
     n_eval = int(options.get("eval_samples", 8))
     calibration_error = None
     if options.get("calibration"):
         try:
-            calib = _load_samples(options["calibration"], inputs)
+            calib = _load_samples(options["calibration"], inputs, value_range)
             calibration_kind = "file"
-        except ValueError as exc:  # only the calibrated variants fail; the others are still produced
+        except (ValueError, OSError) as exc:  # only the calibrated variants fail; the others are still produced
             calibration_error = str(exc)
             calibration_kind = "error"
             calib = {s["name"]: _random_like(s, 1, rng) for s in inputs}
@@ -126,7 +156,7 @@ def prepare(source: str, work: str, options: dict[str, Any]) -> dict[str, Any]:
         calib = {s["name"]: _random_like(s, int(options.get("calibration_samples", 32)), rng) for s in inputs}
         calibration_kind = "random"
     if options.get("eval_data"):
-        evals = _load_samples(options["eval_data"], inputs)
+        evals = _load_samples(options["eval_data"], inputs, value_range)
     elif calibration_kind == "file" and min(len(a) for a in calib.values()) > 1:
         # hold out the last samples of the calibration data for evaluation
         n = min(len(a) for a in calib.values())
@@ -150,7 +180,8 @@ def prepare(source: str, work: str, options: dict[str, Any]) -> dict[str, Any]:
         "inputs": inputs,
         "outputs": outputs,
         "calibration": {"kind": calibration_kind, "samples": int(min(len(a) for a in calib.values())),
-                        "path": options.get("calibration"), "error": calibration_error},
+                        "path": options.get("calibration"), "error": calibration_error,
+                        "image_range": list(value_range)},
         "eval_samples": count,
         "tensorflow": tf.__version__,
     }
@@ -172,6 +203,7 @@ def convert_variant(work: str, variant: str, out: str, options: dict[str, Any]) 
             yield {k: calibration[k][i : i + 1] for k in calibration.files}
 
     ops = tf.lite.OpsSet
+    variant = recipe.get("base", variant)
     if variant == "fp16":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.target_spec.supported_types = [tf.float16]

@@ -131,3 +131,40 @@ def test_edgetpu_variant_without_the_compiler_says_what_to_install(converted: Pa
     assert run_cli("run", "--models", tpu_dir, "--devices", "local", "--store", store, "-q").code == 3
     (cell,) = json.loads(run_cli("export", "--store", store).out)["results"]
     assert cell["status"] == "failed_to_load" and "libedgetpu" in cell["error"]
+
+
+def _png(path: Path, pixels: np.ndarray) -> None:
+    """A minimal RGB PNG writer, so the test needs no imaging library."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    h, w, _ = pixels.shape
+    raw = b"".join(b"\x00" + pixels[y].astype(np.uint8).tobytes() for y in range(h))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+def test_recipes_and_image_folder_calibration(keras_models: dict[str, Path], tmp_path: Path) -> None:
+    images = tmp_path / "images"
+    images.mkdir()
+    rng = np.random.default_rng(3)
+    for i in range(6):  # other sizes than the model's 16x16: resized on the way in
+        _png(images / f"{i}.png", rng.integers(0, 256, (24 + i, 20, 3)))
+    recipes = tmp_path / "recipes.yaml"
+    recipes.write_text("recipes:\n  int8_uint8:\n    base: int8\n    io_type: uint8\n")
+    out = tmp_path / "r"
+    result = run_cli("convert", keras_models["cnn"], "-o", out, "--variants", "fp32,int8_uint8",
+                     "--calibration", images, "--image-range", "0,1", "--recipes", recipes)
+    assert result.code == 0, result.err + result.out
+    m = _manifest(out)
+    assert m["calibration"]["kind"] == "file" and m["calibration"]["image_range"] == [0.0, 1.0]
+    entry = m["variants"]["int8_uint8"]
+    assert "random_calibration" not in entry["warnings"]
+    assert entry["diagnostics"]["inputs"][0]["dtype"] == "uint8"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("recipes:\n  weird:\n    base: int4\n")
+    err = run_cli("convert", keras_models["cnn"], "--recipes", bad, "--variants", "weird")
+    assert err.code == 2 and f"{bad}:3" in err.err

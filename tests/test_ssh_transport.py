@@ -244,7 +244,8 @@ def test_start_streams_stdout_and_kill_ends_the_group(sshd_servers: Servers, ssh
     server, = sshd_servers(1)
     trust(ssh_home, server)
     with SSHTransport(device(server)) as t:
-        proc = t.start(["sh", "-c", 'read job; echo "got $job"; i=0; while :; do i=$((i+1)); echo $i; sleep 0.2; done'])
+        proc = t.start(["sh", "-c", 'sleep 60 & read job; echo "got $job"; i=0; '
+                                    'while :; do i=$((i+1)); echo $i; sleep 0.2; done'])
         proc.stdin.write(b"cells\n")
         start = time.monotonic()
         assert proc.stdout.readline() == b"got cells\n"

@@ -242,7 +242,7 @@ class _StderrPump:
         self._buf = bytearray()
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="ssh-stderr", daemon=True)
-        pass
+        self._thread.start()
 
     def _run(self) -> None:
         while True:
