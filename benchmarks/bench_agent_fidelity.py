@@ -177,24 +177,18 @@ def main() -> int:
     report: dict[str, Any] = {"rounds": a.rounds, "loadavg_before": load_before, "loadavg_after": load_after,
                               "cores": os.cpu_count(), "configs": []}
     print(f"\nMobileNetV2 224x224, ai-edge-litert, {a.rounds} rounds interleaved, each run a fresh process.")
-    print("ms = median over rounds of each process's median; 'best' = the lowest process median (least disturbed);")
-    print("agent/bare = median of the per-round ratios (range in brackets).")
-    print(f"{'config':<9}{'agent':>8}{'bare':>8}{'tool':>8} | {'best: agent':>11}{'bare':>8}{'tool':>8} | "
-          f"{'agent/bare':>10} {'(range)':<13}{'best a/b':>9}{'agent/tool':>11}{'best a/t':>9}")
+    print("ms: median over rounds of each process's median; ratios: median of the per-round ratios [range].")
+    print(f"{'config':<9}{'agent':>8}{'bare':>8}{'tool':>8}   {'agent/bare':<24}{'agent/tool':<24}")
     for (variant, threads), m in medians.items():
         med = {k: statistics.median(v) for k, v in m.items()}
-        best = {k: min(v) for k, v in m.items()}
-        per_round = [x / y for x, y in zip(m["agent"], m["bare"])]
-        ratio = statistics.median(per_round)
-        print(f"{variant + ' ' + str(threads) + 't':<9}{med['agent']:8.3f}{med['bare']:8.3f}{med['tool']:8.3f} | "
-              f"{best['agent']:11.3f}{best['bare']:8.3f}{best['tool']:8.3f} | {ratio:10.3f} "
-              f"{f'({min(per_round):.3f}-{max(per_round):.3f})':<13}{best['agent'] / best['bare']:9.3f}"
-              f"{med['agent'] / med['tool']:11.3f}{best['agent'] / best['tool']:9.3f}")
+        ratios = {}
+        for other in ("bare", "tool"):
+            per_round = [x / y for x, y in zip(m["agent"], m[other])]
+            ratios[other] = (statistics.median(per_round), min(per_round), max(per_round))
+        print(f"{variant + ' ' + str(threads) + 't':<9}{med['agent']:8.3f}{med['bare']:8.3f}{med['tool']:8.3f}   "
+              + "".join(f"{'%.3f [%.3f-%.3f]' % ratios[o]:<24}" for o in ("bare", "tool")))
         report["configs"].append({"variant": variant, "threads": threads, "runs_ms": m, "median_ms": med,
-                                  "best_ms": best, "agent_over_bare": ratio,
-                                  "agent_over_bare_best": best["agent"] / best["bare"],
-                                  "agent_over_tool": med["agent"] / med["tool"],
-                                  "agent_over_tool_best": best["agent"] / best["tool"]})
+                                  "agent_over_bare": ratios["bare"], "agent_over_tool": ratios["tool"]})
     start = statistics.median(s["to_first_timed_invoke_excl_init_s"] for s in startup)
     print(f"\nagent loop overhead per sample: {overhead:.0f} ns (target < 1000)")
     print(f"agent start to first timed invoke, excluding init and first inference: {start:.3f} s (target < 0.5)"

@@ -259,7 +259,7 @@ def measure(cell, runtime):
     delegate_spec = cell.get("delegate") or {}
     rss_before = _status_kb("VmRSS")
     _reset_peak_rss()
-    result = {"model_bytes": os.path.getsize(path), "threads": threads}
+    result = {"threads": threads}
 
     t0 = time.perf_counter_ns()
     delegates = []
@@ -272,6 +272,7 @@ def measure(cell, runtime):
     t1 = time.perf_counter_ns()
     _allocate(interpreter)
     t2 = time.perf_counter_ns()
+    result["model_bytes"] = os.path.getsize(path)
 
     inputs = _io(interpreter, "inputs")
     outputs = _io(interpreter, "outputs")

@@ -109,9 +109,10 @@ class Inventory:
     groups: dict[str, list[str]]
 
     def select(self, spec: str | list[str] | None) -> list[Device]:
-        """Devices by comma-separated names, groups or tags; None means every device."""
+        """Devices by comma-separated names, groups or tags; None means every device the inventory lists
+        (the built-in ``local`` only when there is no inventory or it is named)."""
         if spec is None:
-            return list(self.devices.values())
+            return [d for d in self.devices.values() if self.path is None or d.source != "built-in"]
         names = [s.strip() for s in (spec.split(",") if isinstance(spec, str) else spec) if s.strip()]
         chosen: dict[str, Device] = {}
         for token in names:

@@ -107,12 +107,12 @@ class Store:
     def resolve(self, ref: str | None) -> str:
         """A run id from 'latest' (default), an id, or a label (its newest run)."""
         if ref in (None, "", "latest"):
-            row = self.db.execute("SELECT id FROM runs ORDER BY started_at DESC, id DESC LIMIT 1").fetchone()
+            row = self.db.execute("SELECT id FROM runs ORDER BY rowid DESC LIMIT 1").fetchone()
             if row is None:
                 raise EdgebenchError("no runs stored yet: run 'edgebench run' first", where=str(self.path))
             return str(row[0])
         row = self.db.execute("SELECT id FROM runs WHERE id=?", (ref,)).fetchone() or self.db.execute(
-            "SELECT id FROM runs WHERE label=? ORDER BY started_at DESC, id DESC LIMIT 1", (ref,)
+            "SELECT id FROM runs WHERE label=? ORDER BY rowid DESC LIMIT 1", (ref,)
         ).fetchone()
         if row is None:
             raise EdgebenchError(f"no run with id or label {ref!r}", where=str(self.path))
@@ -139,7 +139,7 @@ class Store:
     def runs(self) -> list[dict[str, Any]]:
         return [
             {"id": r[0], "label": r[1], "started_at": r[2], "finished_at": r[3]}
-            for r in self.db.execute("SELECT id, label, started_at, finished_at FROM runs ORDER BY started_at, id")
+            for r in self.db.execute("SELECT id, label, started_at, finished_at FROM runs ORDER BY rowid")
         ]
 
     def close(self) -> None:

@@ -131,6 +131,7 @@ def served(venvs: dict[str, Path], models: Path) -> dict[str, tuple[dict[str, An
         # The same stateful model after ten times more invokes: evaluation must not see them.
         _cell("stateful_longer", models, "stateful", runs=200),
         _cell("by_count", models, "float32", runs=50, warmup=2, eval_inputs=None),
+        _cell("missing", models, "no_such_model"),
         _cell("by_time", models, "float32", runs=3, min_seconds=0.05, warmup=1, warmup_seconds=0.05,
               max_runs=10**6, eval_inputs=None),
     ]
@@ -157,11 +158,14 @@ def _assert_matches(cell: dict[str, Any], expected: dict[str, np.ndarray], rel: 
         assert float(np.abs(got - want).max()) <= tolerance, (cell["id"], name, got, want)
 
 
-def test_agent_code_is_python_3_9_syntax() -> None:
+def test_agent_code_is_python_3_9_and_avoids_tensor_details() -> None:
     paths = sorted(Path(device_agent.__file__).parent.glob("*.py"))
     assert len(paths) >= 5
     for path in paths:
-        ast.parse(path.read_text(), str(path), feature_version=(3, 9))
+        tree = ast.parse(path.read_text(), str(path), feature_version=(3, 9))
+        # These read every tensor's details, which segfaults tflite-runtime 2.14 on some models.
+        calls = {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)}
+        assert not calls & {"get_tensor_details", "_get_ops_details", "_get_op_details"}, path
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
@@ -225,6 +229,12 @@ def test_unresolved_custom_op_is_a_failed_cell(served: dict[str, Any], runtime: 
     cell = served[runtime][1]["custom_op"]
     assert cell["status"] in ("failed_to_load", "failed_to_prepare")
     assert "unresolved custom op" in cell["error"] and "BesselI0e" in cell["error"]
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_missing_model_file_is_a_failed_cell(served: dict[str, Any], runtime: str) -> None:
+    cell = served[runtime][1]["missing"]
+    assert cell["status"] == "failed_to_load" and "no_such_model.tflite" in cell["error"]
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)

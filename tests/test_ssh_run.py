@@ -1,0 +1,188 @@
+"""`edgebench run` over SSH against real OpenSSH servers on loopback, one per device, each with its own host key.
+
+The agent runs there from a virtual environment with numpy and ai-edge-litert
+only (no TensorFlow). Fault tests: a server killed mid-suite, host keys
+unknown/changed, an unreachable port, a crashing agent, a host crash resumed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import free_port, run_cli
+from sshd_fixture import SSHServer, keygen, ssh_home, sshd_servers  # noqa: F401  (pytest fixtures)
+from venvs import device_python
+
+
+@pytest.fixture(scope="module")
+def agent_python() -> Path:
+    return device_python("litert")
+
+
+def _inventory(path: Path, servers: list[SSHServer], python: Path, **host_extra: Any) -> Path:
+    lines = ["all:", "  children:", "    lab:", "      hosts:"]
+    for i, s in enumerate(servers, 1):
+        lines += [f"        dev-{i}:", "          ansible_host: 127.0.0.1", f"          ansible_port: {s.port}",
+                  f"          ansible_user: {s.user}", f"          ansible_ssh_private_key_file: {s.client_key_path}",
+                  f"          ansible_python_interpreter: {python}"]
+        lines += [f"          {k}: {v}" for k, v in host_extra.get(f"dev-{i}", {}).items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _trust(home: Path, servers: list[SSHServer]) -> None:
+    (home / ".ssh" / "known_hosts").write_text("".join(s.known_hosts_line + "\n" for s in servers))
+
+
+def _export(store: Path) -> dict[str, Any]:
+    result = run_cli("export", "--store", store)
+    assert result.code == 0, result.err
+    return json.loads(result.out)
+
+
+def _cells(store: Path) -> dict[tuple[str, str], dict[str, Any]]:
+    return {(c["device"], c["variant"]): c for c in _export(store)["results"]}
+
+
+RUN = ("--runs", "5", "--min-seconds", "0", "-q")
+
+
+def test_three_devices_in_parallel_and_nothing_shipped_twice(
+        sshd_servers: Callable[..., list[SSHServer]], ssh_home: Path, agent_python: Path, converted: Path,
+        tmp_path: Path) -> None:
+    servers = sshd_servers(3)
+    _trust(ssh_home, servers)
+    inv = _inventory(tmp_path / "inv.yaml", servers, agent_python)
+    store = tmp_path / "s.sqlite"
+    first = run_cli("run", "--models", converted, "--inventory", inv, "--devices", "lab", "--store", store, *RUN)
+    assert first.code in (0, 3), first.err
+    cells = _cells(store)
+    assert {d for d, _ in cells} == {"dev-1", "dev-2", "dev-3"}
+    assert all(cells[(d, "fp32")]["status"] == "ok" for d in ("dev-1", "dev-2", "dev-3"))
+    assert cells[("dev-1", "fp32")]["runtime"]["name"] == "ai_edge_litert"
+    export = _export(store)
+    assert all(d["bytes_shipped"] > 0 for d in export["devices"])
+    second = run_cli("run", "--models", converted, "--inventory", inv, "--store", store, *RUN)
+    assert "shipped 0 bytes" in second.out
+    listed = run_cli("devices", "--inventory", inv, "--devices", "dev-2")
+    assert listed.code == 0 and "dev-2" in listed.out and "ai_edge_litert" in listed.out
+
+
+def test_a_server_killed_mid_suite_loses_only_its_remaining_cells(
+        sshd_servers: Callable[..., list[SSHServer]], ssh_home: Path, agent_python: Path, converted: Path,
+        tmp_path: Path) -> None:
+    servers = sshd_servers(3)
+    _trust(ssh_home, servers)
+    inv = _inventory(tmp_path / "inv.yaml", servers, agent_python)
+    store = tmp_path / "s.sqlite"
+
+    def kill_after_first_cell() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                with sqlite3.connect(store) as db:
+                    if db.execute("SELECT count(*) FROM cells WHERE device='dev-2'").fetchone()[0]:
+                        servers[1].kill()
+                        return
+            except sqlite3.OperationalError:
+                pass
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_after_first_cell)
+    killer.start()
+    result = run_cli("run", "--models", converted, "--inventory", inv, "--runs", "30", "--min-seconds", "0.4",
+                     "--store", store, "-q")
+    killer.join()
+    assert result.code == 3
+    cells = _cells(store)
+    assert len(cells) == 15  # every cell has a result
+    for device in ("dev-1", "dev-3"):
+        assert cells[(device, "fp32")]["status"] == "ok"
+    dev2 = [c for (d, _), c in cells.items() if d == "dev-2"]
+    assert any(c["status"] in ("ok", "failed_to_prepare") and c["measured_at"] for c in dev2)  # kept
+    lost = [c for c in dev2 if c["status"] in ("connection_lost", "unreachable")]
+    assert lost and all(c["error"] for c in lost)
+
+
+def test_host_keys_unknown_changed_and_trusted(sshd_servers: Callable[..., list[SSHServer]], ssh_home: Path,
+                                               agent_python: Path, converted: Path, tmp_path: Path) -> None:
+    (server,) = sshd_servers(1)
+    inv = _inventory(tmp_path / "inv.yaml", [server], agent_python)
+    models = ("--models", converted / "fp32.tflite")
+    store = tmp_path / "s.sqlite"
+    refused = run_cli("run", *models, "--inventory", inv, "--store", store, *RUN)
+    assert refused.code == 3 and _cells(store)[("dev-1", "tflite")]["status"] == "host_key_unknown"
+    trusted = run_cli("run", *models, "--inventory", inv, "--store", store, "--trust-new-hosts", *RUN)
+    assert trusted.code == 0, trusted.err
+    assert server.host_public_key.split()[1] in (ssh_home / ".ssh" / "known_hosts").read_text()
+    assert run_cli("run", *models, "--inventory", inv, "--store", store, *RUN).code == 0  # recorded: no opt-in now
+    impostor = keygen(tmp_path / "other_host_key")
+    (ssh_home / ".ssh" / "known_hosts").write_text(f"{server.known_hosts_name} {impostor}\n")
+    changed = run_cli("run", *models, "--inventory", inv, "--store", store, "--trust-new-hosts", *RUN)
+    assert changed.code == 3
+    cell = _cells(store)[("dev-1", "tflite")]
+    assert cell["status"] == "host_key_changed" and "changed" in cell["error"]
+
+
+def test_unreachable_port_and_crashing_agent(sshd_servers: Callable[..., list[SSHServer]], ssh_home: Path,
+                                             agent_python: Path, converted: Path, native_lib: Path,
+                                             tmp_path: Path) -> None:
+    good, crashing = sshd_servers(2)
+    _trust(ssh_home, [good, crashing])
+    dead = SSHServer(**{**good.__dict__, "port": free_port()})
+    inv = _inventory(tmp_path / "inv.yaml", [good, crashing, dead], agent_python,
+                     **{"dev-2": {"delegate_library": str(native_lib), "delegate_options": "{mode: segv}"}})
+    store = tmp_path / "s.sqlite"
+    started = time.monotonic()
+    result = run_cli("run", "--models", converted / "fp32.tflite", "--inventory", inv, "--store", store, *RUN)
+    assert result.code == 3
+    assert time.monotonic() - started < 60
+    cells = _cells(store)
+    assert cells[("dev-1", "tflite")]["status"] == "ok"
+    assert cells[("dev-2", "tflite")]["status"] == "crashed" and "SIGSEGV" in cells[("dev-2", "tflite")]["error"]
+    assert cells[("dev-3", "tflite")]["status"] == "unreachable"
+
+
+def test_host_crash_then_resume(sshd_servers: Callable[..., list[SSHServer]], ssh_home: Path, agent_python: Path,
+                                converted: Path, tmp_path: Path) -> None:
+    (server,) = sshd_servers(1)
+    _trust(ssh_home, [server])
+    inv = _inventory(tmp_path / "inv.yaml", [server], agent_python)
+    store = tmp_path / "s.sqlite"
+    argv = [sys.executable, "-m", "harness", "run", "--models", str(converted), "--inventory", str(inv),
+            "--store", str(store), "--runs", "30", "--min-seconds", "0.5", "-q"]
+    host = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(os.environ),
+                            start_new_session=True)
+    deadline = time.monotonic() + 90
+    measured = 0
+    while time.monotonic() < deadline and not measured:
+        time.sleep(0.1)
+        try:
+            with sqlite3.connect(store) as db:
+                measured = db.execute("SELECT count(*) FROM cells").fetchone()[0]
+        except sqlite3.OperationalError:
+            pass
+    os.killpg(host.pid, signal.SIGKILL)  # the host dies: no clean shutdown at all
+    host.wait()
+    before = {(c["device"], c["variant"]): c for c in _export(store)["results"]}
+    assert 1 <= len(before) < 5
+    run_id = _export(store)["run"]["id"]
+    resumed = run_cli("run", "--models", converted, "--inventory", inv, "--store", store, "--resume", run_id, *RUN)
+    assert resumed.code in (0, 3), resumed.err
+    after = _cells(store)
+    assert len(after) == 5
+    for key, cell in before.items():
+        if cell["status"] == "ok":
+            assert after[key]["latency_ms"]["samples"] == cell["latency_ms"]["samples"]  # not re-measured
