@@ -186,8 +186,9 @@ def _eval_outputs(interpreter, inputs, outputs, path, max_values):
 def _nodes(interpreter):
     """[(op name, input tensors, output tensors)] of the main graph, or None if the runtime hides them.
 
-    Read through the wrapper's node accessors: the public *_details() helpers
-    also read every tensor's details, which can segfault on tflite-runtime 2.14.
+    Read through the wrapper's node accessors: _get_ops_details() would also read
+    each tensor's details, the path on which get_tensor_details() segfaults
+    tflite-runtime 2.14.
     """
     try:
         w = interpreter._interpreter
