@@ -38,8 +38,10 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("-j", "--jobs", type=int, help="parallel conversions (default: CPU count)")
 
     d = sub.add_parser("devices", help="list devices and whether each is reachable")
-    d.add_argument("action", nargs="?", choices=["list", "check", "purge"], default="list",
-                   help="list/check: probe each device; purge: delete its edgebench cache")
+    d.add_argument("action", nargs="?", choices=["list", "check", "setup", "purge"], default="list",
+                   help="list: probe each device; check: also host key, numpy, disk, temperature, throttling; "
+                        "setup: create a venv with numpy and a runtime on it; purge: delete its edgebench cache")
+    d.add_argument("--runtime", default="auto", help="for setup: ai_edge_litert, tflite_runtime or auto")
     d.add_argument("--inventory", type=Path)
     d.add_argument("--devices", help="names, groups or tags, comma-separated")
     d.add_argument("--trust-new-hosts", action="store_true", help="accept and record unknown SSH host keys")
@@ -97,8 +99,11 @@ def dispatch(a: argparse.Namespace) -> int:
     if a.command == "devices":
         if a.action == "purge":
             return commands.cmd_purge(inventory=a.inventory, devices=a.devices, trust_new_hosts=a.trust_new_hosts)
+        if a.action == "setup":
+            return commands.cmd_setup(inventory=a.inventory, devices=a.devices, runtime=a.runtime,
+                                      trust_new_hosts=a.trust_new_hosts)
         return commands.cmd_devices(inventory=a.inventory, devices=a.devices, trust_new_hosts=a.trust_new_hosts,
-                                    as_json=a.json)
+                                    as_json=a.json, detailed=a.action == "check")
     if a.command == "run":
         return commands.cmd_run(a.suite, models=a.models, inventory=a.inventory, devices=a.devices, runs=a.runs,
                                 warmup=a.warmup, min_seconds=a.min_seconds, threads=a.threads, repeats=a.repeats,

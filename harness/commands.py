@@ -21,7 +21,7 @@ from .runner import Settings, measure_all
 from .shipping import agent_zip, purge, ship
 from .store import Store, store_path
 from .suite import ModelEntry, Suite, load_suite
-from .transport import TransportError, make_transport
+from .transport import Transport, TransportError, make_transport
 
 DEFAULT_INVENTORY = Path("inventory.yaml")
 DEFAULT_SUITE = Path("suite.yaml")
@@ -114,7 +114,8 @@ def probe_device(device: Device, trust_new_hosts: bool = False) -> dict[str, Any
             if frame is None:
                 raise ProtocolError(f"no answer (exit {result.code}): {result.stderr.decode(errors='replace')[-300:]}")
             info.update(env=frame.get("env"), thermal=frame.get("thermal"), runtime=frame.get("runtime"),
-                        error=frame.get("error"))
+                        error=frame.get("error"), host_key="verified" if device.transport == "ssh" else None,
+                        free_disk_mb=_free_disk_mb(t))
     except TransportError as exc:
         info.update(status=exc.status, error=exc.message)
     except ProtocolError as exc:
@@ -123,8 +124,18 @@ def probe_device(device: Device, trust_new_hosts: bool = False) -> dict[str, Any
     return info
 
 
+def _free_disk_mb(t: Transport) -> int | None:
+    """Free space where edgebench keeps its cache (POSIX df: works on Linux and Android's toybox)."""
+    try:
+        done = t.run(["df", "-Pk", t.home()], 30)
+        return int(done.stdout.decode().splitlines()[-1].split()[3]) // 1024 if done.code == 0 else None
+    except (TransportError, IndexError, ValueError):
+        return None
+
+
 def cmd_devices(*, inventory: Path | None = None, devices: str | None = None, trust_new_hosts: bool = False,
-                as_json: bool = False, stream: TextIO | None = None) -> int:
+                as_json: bool = False, detailed: bool = False, stream: TextIO | None = None) -> int:
+    """List (or, detailed, check) every selected device: reachable, host key, Python, runtime, disk, heat."""
     inv = _inventory(inventory)
     selected = inv.select(devices)
     with ThreadPoolExecutor(max(1, len(selected))) as pool:
@@ -136,10 +147,63 @@ def cmd_devices(*, inventory: Path | None = None, devices: str | None = None, tr
         for i in infos:
             env = i.get("env") or {}
             rt = i.get("runtime") or {}
-            rows.append([i["name"], i["transport"], i["status"], _fmt(env.get("arch")), _fmt(env.get("python")),
-                         f"{rt.get('name')} {rt.get('version')}" if rt else "-", (i.get("error") or "")[:100]])
-        print(table(rows, ["device", "transport", "status", "arch", "python", "runtime", "error"]), file=_out(stream))
+            row = [i["name"], i["transport"], i["status"], _fmt(env.get("arch")), _fmt(env.get("python")),
+                   f"{rt.get('name')} {rt.get('version')}" if rt else "-"]
+            if detailed:
+                thermal = i.get("thermal") or {}
+                temps = (thermal.get("temperatures_c") or {}).values()
+                throttled = thermal.get("throttled")
+                row += [_fmt(i.get("host_key")), _fmt(env.get("numpy")), _fmt(i.get("free_disk_mb")),
+                        _fmt(max(temps) if temps else None, 1), hex(throttled) if throttled is not None else "-"]
+            rows.append(row + [(i.get("error") or "")[:100]])
+        header = ["device", "transport", "status", "arch", "python", "runtime"]
+        if detailed:
+            header += ["host key", "numpy", "free MB", "max temp C", "throttled"]
+        print(table(rows, header + ["error"]), file=_out(stream))
     return ExitCode.OK if all(i["status"] == "ok" for i in infos) else ExitCode.CELL_FAILURES
+
+
+# Creates a virtual environment on the device and installs numpy + one runtime (from the device's own index).
+_SETUP = """set -e
+python=$1; venv=$2; shift 2
+"$python" -m venv "$venv"
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check "$@"
+"$venv/bin/python" -c 'import numpy; print(numpy.__version__)'
+"""
+RUNTIME_PACKAGES = {"ai_edge_litert": ["numpy", "ai-edge-litert"], "tflite_runtime": ["numpy<2", "tflite-runtime"]}
+
+
+def setup_device(device: Device, runtime: str, trust_new_hosts: bool = False) -> dict[str, Any]:
+    """Prepare a device: a venv with numpy and the runtime that fits its Python and architecture."""
+    probe = probe_device(device, trust_new_hosts)
+    env = probe.get("env") or {}
+    if not probe["reachable"]:
+        return {**probe, "venv": None}
+    if runtime == "auto":
+        major_minor = tuple(int(x) for x in (env.get("python") or "0.0").split(".")[:2])
+        runtime = "ai_edge_litert" if major_minor >= (3, 10) and env.get("arch") in ("x86_64", "aarch64") \
+            else "tflite_runtime"
+    with make_transport(device, trust_new_hosts=trust_new_hosts) as t:
+        venv = t.home().rstrip("/") + "/venv"
+        done = t.run(["sh", "-c", _SETUP, "sh", device.python, venv, *RUNTIME_PACKAGES[runtime]], 1800)
+    ok = done.code == 0
+    return {"name": device.name, "status": "ok" if ok else "setup_failed", "runtime": runtime,
+            "venv": f"{venv}/bin/python" if ok else None,
+            "error": None if ok else done.stderr.decode(errors="replace").strip()[-400:]}
+
+
+def cmd_setup(*, inventory: Path | None = None, devices: str | None = None, runtime: str = "auto",
+              trust_new_hosts: bool = False, stream: TextIO | None = None) -> int:
+    if runtime not in ("auto", *RUNTIME_PACKAGES):
+        raise EdgebenchError(f"unknown runtime {runtime!r} (auto, {', '.join(RUNTIME_PACKAGES)})", where="--runtime")
+    selected = _inventory(inventory).select(devices)
+    with ThreadPoolExecutor(max(1, len(selected))) as pool:
+        results = list(pool.map(lambda d: setup_device(d, runtime, trust_new_hosts), selected))
+    rows = [[r["name"], r["status"], _fmt(r.get("runtime") if r.get("venv") else None), _fmt(r.get("venv")),
+             (r.get("error") or "")[:100]] for r in results]
+    print(table(rows, ["device", "status", "runtime", "python to use (ansible_python_interpreter)", "error"]),
+          file=_out(stream))
+    return ExitCode.OK if all(r["status"] == "ok" for r in results) else ExitCode.CELL_FAILURES
 
 
 def cmd_purge(*, inventory: Path | None = None, devices: str | None = None, trust_new_hosts: bool = False) -> int:

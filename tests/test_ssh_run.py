@@ -186,3 +186,26 @@ def test_host_crash_then_resume(sshd_servers: Callable[..., list[SSHServer]], ss
     for key, cell in before.items():
         if cell["status"] == "ok":
             assert after[key]["latency_ms"]["samples"] == cell["latency_ms"]["samples"]  # not re-measured
+
+
+def test_devices_check_setup_and_purge(sshd_servers: Callable[..., list[SSHServer]], ssh_home: Path,
+                                       tmp_path: Path) -> None:
+    (server,) = sshd_servers(1)
+    _trust(ssh_home, [server])
+    # A device with a bare Python: no numpy, no runtime. `check` says so; `setup` fixes it.
+    inv = _inventory(tmp_path / "inv.yaml", [server], device_python("bare"))
+    check = run_cli("devices", "check", "--inventory", inv)
+    assert check.code == 3 and "environment_error" in check.out and "no TFLite runtime" in check.out
+    setup = run_cli("devices", "setup", "--inventory", inv, "--runtime", "ai_edge_litert")
+    assert setup.code == 0, setup.out + setup.err
+    venv_python = Path(setup.out.splitlines()[1].split()[3])
+    assert venv_python.is_file() and str(venv_python).startswith(str(server.home))
+    inv = _inventory(tmp_path / "inv2.yaml", [server], venv_python)
+    check = run_cli("devices", "check", "--inventory", inv, "--json")
+    (info,) = json.loads(check.out)["devices"]
+    assert check.code == 0 and info["runtime"]["name"] == "ai_edge_litert" and info["host_key"] == "verified"
+    assert info["free_disk_mb"] > 0 and info["env"]["numpy"]
+    cache = server.home / ".cache" / "edgebench" / "cache"
+    assert any(cache.iterdir())
+    assert run_cli("devices", "purge", "--inventory", inv).code == 0
+    assert not cache.exists()
