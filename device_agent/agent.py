@@ -90,6 +90,7 @@ def run_isolated(cell, runtime):
     Forking after the runtime import keeps per-model start-up cost near zero.
     """
     timeout = float(cell.get("timeout_s") or DEFAULT_CELL_TIMEOUT_S)
+    started = time.perf_counter_ns()
     err = tempfile.TemporaryFile()
     rfd, wfd = os.pipe()
     sys.stderr.flush()
@@ -137,6 +138,8 @@ def run_isolated(cell, runtime):
             result = {"status": "crashed", "error": "measuring process exited (code %d) without a result"
                       % os.WEXITSTATUS(wstatus)}
     result["stderr_tail"] = tail[-STDERR_TAIL_BYTES:] or None
+    # everything this cell cost on the device (fork, load, warm-up, runs, evaluation): the fleet's floor
+    result["cell_ms"] = round((time.perf_counter_ns() - started) / 1e6, 3)
     return result
 
 

@@ -23,7 +23,7 @@ CELL_STATUSES = {
     "invalid_output", "timeout", "crashed",
 }
 _NUMBER_FIELDS = ("model_bytes", "load_ms", "allocate_ms", "init_ms", "first_inference_ms", "warmup_runs",
-                  "rss_before_mb", "rss_after_mb", "peak_rss_mb", "rss_growth_mb", "threads")
+                  "rss_before_mb", "rss_after_mb", "peak_rss_mb", "rss_growth_mb", "threads", "cell_ms")
 
 
 class ProtocolError(Exception):

@@ -423,7 +423,9 @@ FLAG_TEXT = {
     "too_few_samples_p99": ("p99", "p99 from {n} samples: needs ≥{p99} to mean anything (--runs)"),
     "random_calibration": ("cosine", "int8 calibrated on random data: accuracy here says little; "
                                      "give representative calibration data"),
-    "same_as_fp32": ("variant", "outputs identical to fp32: quantization barely changed this model"),
+    "same_as_fp32": ("variant", "quantization left the weights float: effectively the fp32 model"),
+    "cpu_fallback": ("delegate", "some ops fell back to the CPU (not delegated): see the cell's delegate coverage"),
+    "not_delegated": ("delegate", "nothing was delegated: the whole graph ran on the runtime's reference kernels"),
 }
 
 

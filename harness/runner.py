@@ -24,7 +24,7 @@ from .inventory import Device
 from .models import ModelVariant
 from .protocol import ProtocolError, check_cell, encode_job, read_frame
 from .shipping import agent_zip, ship
-from .stats import latency_summary, validity_flags
+from .stats import delegate_flags, latency_summary, validity_flags
 from .store import now_iso
 from .transport import RemoteProcess, Transport, TransportError, make_transport
 
@@ -95,11 +95,14 @@ def build_cell(device: Device, mv: ModelVariant, frame: dict[str, Any], hello: d
         "thermal_before": frame.get("thermal_before"),
         "thermal_after": frame.get("thermal_after"),
         "warmup_runs": frame.get("warmup_runs"),
+        "stateful": frame.get("stateful"),
+        "cell_ms": frame.get("cell_ms"),
         "accuracy": _accuracy(mv, frame.get("eval_outputs") or {}),
     })
     if latency:
         cell["flags"] = sorted(set(cell["flags"]) | set(validity_flags(latency, cell["thermal_before"],
-                                                                        cell["thermal_after"])))
+                                                                        cell["thermal_after"]))
+                               | set(delegate_flags(cell["delegate"])))
     return cell
 
 

@@ -57,6 +57,16 @@ def validity_flags(latency: dict[str, Any], thermal_before: dict[str, Any] | Non
     return flags
 
 
+def delegate_flags(delegate: dict[str, Any] | None) -> list[str]:
+    """A silent fallback to the CPU must be visible: some ops, or the whole graph, left undelegated."""
+    coverage = (delegate or {}).get("coverage") or {}
+    if coverage.get("partitions") == 0:
+        return ["not_delegated"]
+    if coverage.get("cpu_ops"):
+        return ["cpu_fallback"]
+    return []
+
+
 def mann_whitney_p(a: list[float], b: list[float]) -> float | None:
     """Two-sided Mann-Whitney U p-value (normal approximation with tie correction)."""
     n1, n2 = len(a), len(b)

@@ -12,8 +12,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import socket
-import subprocess
 import sys
 import threading
 import time
@@ -24,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from adb_device import AdbTestDevice
-from conftest import free_port
+from sshd_fixture import free_port
 from harness.errors import EdgebenchError
 from harness.inventory import Device
 from harness.protocol import check_cell, encode_job, read_frame

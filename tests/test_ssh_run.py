@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
-from conftest import free_port, run_cli
-from sshd_fixture import SSHServer, keygen, ssh_home, sshd_servers  # noqa: F401  (pytest fixtures)
+from conftest import run_cli
+from sshd_fixture import SSHServer, free_port, keygen, ssh_home, sshd_servers  # noqa: F401  (pytest fixtures)
 from venvs import device_python
 
 

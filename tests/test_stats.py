@@ -42,3 +42,12 @@ def test_validity_flags() -> None:
     assert validity_flags(steady, {"throttled": 0x50000}, {"throttled": 0x50000}) == []
     assert validity_flags(steady, {"throttled": 0}, {"throttled": 0x4}) == ["throttled"]
     assert validity_flags(steady, {"throttled": 0}, {"throttled": 0x40000}) == ["throttled"]  # came and went
+
+
+def test_delegate_flags_make_a_cpu_fallback_visible() -> None:
+    from harness.stats import delegate_flags
+
+    assert delegate_flags({"name": "xnnpack", "coverage": {"partitions": 1, "cpu_ops": 0}}) == []
+    assert delegate_flags({"name": "xnnpack", "coverage": {"partitions": 2, "cpu_ops": 1}}) == ["cpu_fallback"]
+    assert delegate_flags({"name": "xnnpack", "coverage": {"partitions": 0, "cpu_ops": 30}}) == ["not_delegated"]
+    assert delegate_flags(None) == [] and delegate_flags({"name": "x", "coverage": None}) == []
