@@ -59,13 +59,18 @@ def _cells(store: Path) -> dict[tuple[str, str], dict[str, Any]]:
 RUN = ("--runs", "5", "--min-seconds", "0", "-q")
 
 
-def test_three_devices_in_parallel_and_nothing_shipped_twice(
-        sshd_servers: Callable[..., list[SSHServer]], ssh_home: Path, agent_python: Path, converted: Path,
-        tmp_path: Path) -> None:
+@pytest.fixture()
+def lab(sshd_servers: Callable[..., list[SSHServer]], ssh_home: Path, agent_python: Path,
+        tmp_path: Path) -> tuple[list[SSHServer], Path, Path]:
+    """Three trusted devices: (servers, inventory, store)."""
     servers = sshd_servers(3)
     _trust(ssh_home, servers)
-    inv = _inventory(tmp_path / "inv.yaml", servers, agent_python)
-    store = tmp_path / "s.sqlite"
+    return servers, _inventory(tmp_path / "inv.yaml", servers, agent_python), tmp_path / "s.sqlite"
+
+
+def test_three_devices_in_parallel_and_nothing_shipped_twice(lab: tuple[list[SSHServer], Path, Path],
+                                                             converted: Path) -> None:
+    _, inv, store = lab
     first = run_cli("run", "--models", converted, "--inventory", inv, "--devices", "lab", "--store", store, *RUN)
     assert first.code in (0, 3), first.err
     cells = _cells(store)
@@ -80,13 +85,9 @@ def test_three_devices_in_parallel_and_nothing_shipped_twice(
     assert listed.code == 0 and "dev-2" in listed.out and "ai_edge_litert" in listed.out
 
 
-def test_a_server_killed_mid_suite_loses_only_its_remaining_cells(
-        sshd_servers: Callable[..., list[SSHServer]], ssh_home: Path, agent_python: Path, converted: Path,
-        tmp_path: Path) -> None:
-    servers = sshd_servers(3)
-    _trust(ssh_home, servers)
-    inv = _inventory(tmp_path / "inv.yaml", servers, agent_python)
-    store = tmp_path / "s.sqlite"
+def test_a_server_killed_mid_suite_loses_only_its_remaining_cells(lab: tuple[list[SSHServer], Path, Path],
+                                                                  converted: Path) -> None:
+    servers, inv, store = lab
 
     def kill_after_first_cell() -> None:
         deadline = time.monotonic() + 60
