@@ -456,6 +456,16 @@ def _cell_flags(cell: Mapping[str, Any]) -> list[str]:
     return sorted(flags)
 
 
+def predicted_compatibility(cells: list[Mapping[str, Any]], variants: list[str]) -> list[dict[str, Any]]:
+    """Per runtime a device may have, whether each variant loads there, read from the converted files' ops."""
+    by_runtime: dict[str, dict[str, Mapping[str, Any]]] = {}
+    for cell in cells:
+        diagnostics = (cell.get("conversion") or {}).get("diagnostics") or {}
+        for runtime, verdict in (diagnostics.get("compatibility") or {}).items():
+            by_runtime.setdefault(runtime, {})[cell["variant"]] = verdict
+    return [{"runtime": rt, "verdicts": [found.get(v) for v in variants]} for rt, found in sorted(by_runtime.items())]
+
+
 def _key(v: float | None) -> str:
     return "" if v is None else f"{v:.7g}"
 
@@ -668,7 +678,8 @@ def render_report(export: dict[str, Any], out: Path, *, baseline: dict[str, Any]
     row_at = {(r["cell"]["device"], r["cell"]["model"], r["cell"]["variant"]): r for r in rows}
     compat = [{"model": m, "variants": vs, "devices": [
         {"name": d["name"], "cells": [row_at.get((d["name"], m, v)) for v in vs]}
-        for d in devices if d["name"] in by_device]} for m, vs in variants.items()]
+        for d in devices if d["name"] in by_device],
+        "predicted": predicted_compatibility([c for c in cells if c["model"] == m], vs)} for m, vs in variants.items()]
 
     data = {
         "schema_version": REPORT_SCHEMA_VERSION, "export_schema_version": export["schema_version"],

@@ -303,3 +303,16 @@ def test_report_in_chromium(browser: Browser, report: Path, export: dict[str, An
     requests = page.requests()
     assert report.as_uri() in requests and index.as_uri() in requests  # the network log works...
     assert [u for u in requests if not u.startswith(("file:", "data:"))] == []  # ...and saw nothing else
+
+
+def test_predicted_compatibility_from_the_converted_files() -> None:
+    from harness.report import predicted_compatibility
+
+    def cell(variant: str, loadable: bool) -> dict[str, Any]:
+        verdict = {"loadable": loadable, "problems": [] if loadable else ["FULLY_CONNECTED version 12"], "unknowns": []}
+        return {"variant": variant, "conversion": {"diagnostics": {"compatibility": {"tflite_runtime 2.14.0": verdict}}}}
+
+    rows = predicted_compatibility([cell("fp32", True), cell("dynamic", False), {"variant": "x"}],
+                                   ["fp32", "dynamic", "x"])
+    assert [r["runtime"] for r in rows] == ["tflite_runtime 2.14.0"]
+    assert [v and v["loadable"] for v in rows[0]["verdicts"]] == [True, False, None]
