@@ -165,15 +165,16 @@ def prepare(source: str, work: str, options: dict[str, Any]) -> dict[str, Any]:
         calib = {name: a[: n - k] for name, a in calib.items()}
     else:
         evals = {s["name"]: _random_like(s, n_eval, np.random.default_rng(1)) for s in inputs}
-    np.savez(work_dir / "calibration.npz", **calib)
-    np.savez(work_dir / "eval_inputs.npz", **evals)
+    np.savez(work_dir / "calibration.npz", **calib)  # type: ignore[arg-type]
+    np.savez(work_dir / "eval_inputs.npz", **evals)  # type: ignore[arg-type]
     count = min(len(a) for a in evals.values())
     reference: dict[str, list[np.ndarray]] = {o["name"]: [] for o in outputs}
     for i in range(count):
         result = fn(**{name: tf.constant(a[i : i + 1]) for name, a in evals.items()})
         for name, value in result.items():
             reference[name].append(np.asarray(value, dtype=np.float32))
-    np.savez(work_dir / "reference_outputs.npz", **{k: np.stack(v) for k, v in reference.items()})
+    stacked = {k: np.stack(v) for k, v in reference.items()}
+    np.savez(work_dir / "reference_outputs.npz", **stacked)  # type: ignore[arg-type]
     info = {
         # relative when it lives in the work dir, which the parent renames into its cache
         "saved_model": str(saved) if saved == src else "saved_model",

@@ -151,7 +151,7 @@ def _convert_vars(path: Path, node: YDict, what: str) -> dict[str, Any]:
             )
         if target == "transport" and value not in TRANSPORTS:
             raise EdgebenchError(f"{key} must be one of {', '.join(TRANSPORTS)}, not {value!r}", where=where(path, node, key))
-        if target == "tags" and not all(isinstance(t, str) for t in value):
+        if target == "tags" and not (isinstance(value, list) and all(isinstance(t, str) for t in value)):
             raise EdgebenchError(f"tags in {what} must be a list of strings", where=where(path, node, key))
         out[target] = value
     return out

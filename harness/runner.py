@@ -108,7 +108,7 @@ def build_cell(device: Device, mv: ModelVariant, frame: dict[str, Any], hello: d
 
 def _job_cell(device: Device, mv: ModelVariant, remote: dict[Path, str], settings: Settings) -> dict[str, Any]:
     assert mv.path is not None
-    delegate = None
+    delegate: dict[str, Any] | None = None
     if mv.variant == "edgetpu":
         delegate = {"name": "edgetpu", "library": device.delegate_library or EDGETPU_LIBRARY,
                     "options": device.delegate_options}
