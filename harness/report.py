@@ -46,7 +46,8 @@ def _num(v: float | None, unit: str = "") -> str:
     if v is None:
         return "—"
     a = abs(v)
-    digits = 2 if a < 10 else 1 if a < 100 else 0
+    # a 2 us model must not read "0.00 ms": keep three significant digits below 1
+    digits = min(6, 2 - math.floor(math.log10(a))) if 0 < a < 1 else 2 if a < 10 else 1 if a < 100 else 0
     return f"{v:.{digits}f}{unit}"
 
 

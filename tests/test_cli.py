@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sqlite3
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -156,3 +161,70 @@ def test_suite_file_drives_a_run(tmp_path: Path, converted: Path) -> None:
     suite.write_text("models: []\nrunz: 3\n")
     bad = run_cli("run", suite, "--store", store)
     assert bad.code == 2 and f"{suite}:2" in bad.err
+
+
+def test_report_of_a_real_run_in_chromium(measured: dict[str, Any], store: Path, tmp_path: Path) -> None:
+    from browser import Browser
+
+    out = tmp_path / "real.html"
+    assert run_cli("report", "--store", store, "-o", out).code == 0
+    with Browser(tmp_path / "profile") as browser:
+        page = browser.new_page()
+        page.goto(out.as_uri())
+        assert page.errors() == []
+        assert page.eval("document.querySelectorAll('#matrix tbody tr').length") == 5
+        ok = sum(c["status"] == "ok" for c in measured["results"])
+        assert page.eval("document.querySelectorAll('#matrix svg.box').length") == ok
+        assert "★" in page.eval("document.querySelector('table').textContent")  # a recommendation is shown
+        assert all(u.startswith("file://") for u in page.requests())
+        artifacts = Path(os.environ.get("EDGEBENCH_TEST_ARTIFACTS") or tmp_path)
+        artifacts.mkdir(parents=True, exist_ok=True)
+        assert page.screenshot(artifacts / "real-run-report.png", full_page=True).stat().st_size > 10_000
+
+
+def _fake_python(tmp_path: Path, body: str) -> Path:
+    """A device 'python' that ignores its arguments and prints what a broken agent would."""
+    path = tmp_path / "python"
+    path.write_text("#!/bin/sh\ncat > /dev/null\n" + body)
+    path.chmod(0o755)
+    return path
+
+
+@pytest.mark.parametrize("body, words", [
+    ("echo 'Traceback: something is wrong'\n", "not an agent frame"),
+    ("printf 'EDGEBENCH1 99999999999\\n'\n", "exceeds"),
+    ("printf 'EDGEBENCH1 10\\n{\"a\": NaN}\\n'\n", "NaN"),
+])
+def test_garbage_agent_output_is_invalid_output(tmp_path: Path, converted: Path, store: Path, body: str,
+                                                words: str) -> None:
+    inv = tmp_path / "inventory.yaml"
+    inv.write_text(f"all:\n  hosts:\n    odd:\n      transport: local\n"
+                   f"      ansible_python_interpreter: {_fake_python(tmp_path, body)}\n")
+    result = run_cli("run", "--models", converted / "fp32.tflite", "--inventory", inv, "--store", store, "-q")
+    assert result.code == 3
+    (cell,) = _export(store)["results"]
+    assert cell["status"] == "invalid_output" and words in cell["error"]
+
+
+def test_ctrl_c_leaves_a_resumable_run(converted: Path, store: Path) -> None:
+    argv = [sys.executable, "-m", "harness", "run", "--models", str(converted), "--devices", "local",
+            "--runs", "20", "--min-seconds", "0.5", "--store", str(store)]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+        if store.exists():
+            with sqlite3.connect(store) as db:
+                try:
+                    if db.execute("SELECT count(*) FROM cells").fetchone()[0]:
+                        break
+                except sqlite3.OperationalError:
+                    pass
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "--resume" in err and "Traceback" not in err
+    run_id = _export(store)["run"]["id"]
+    assert run_cli("run", "--models", converted, "--devices", "local", "--runs", "3", "--min-seconds", "0",
+                   "--store", store, "--resume", run_id, "-q").code in (0, 3)
+    assert len(_export(store, run_id)["results"]) == 5
