@@ -44,6 +44,8 @@ UNAVAILABLE = ["latency_ms.samples", "latency_ms.p90", "latency_ms.p99", "latenc
 
 _PREFIX = re.compile(r"^(?:\d\d-\d\d \d\d:\d\d:\d\d\.\d+\s+\d+\s+\d+\s+[VDIWEF]\s+[^:]*?\s*:\s?)?"
                      r"(?:(INFO|ERROR|WARNING|WARN|VERBOSE|FATAL): )?")
+OP_PROFILE = "Operator-wise Profiling Info"
+MAX_OP_PROFILE = 20000
 _STATS = re.compile(r"^count=(\d+)(.*)$")
 _DELEGATES = {"TfLiteXNNPackDelegate": "xnnpack", "TfLiteGpuDelegateV2": "gpu", "TfLiteGpuDelegate": "gpu",
               "TfLiteNnapiDelegate": "nnapi", "TfLiteHexagonDelegate": "hexagon", "TfLiteCoreMlDelegate": "coreml"}
@@ -274,6 +276,8 @@ def parse_benchmark_output(text: str, returncode: int | None = None) -> dict[str
             "inference_avg_us": float(timings.group(4)) if timings else float(old.group(3)) if old else None,
             "init_memory_mb": float(mem.group(1)) if mem else None,
             "unconsumed_flags": re.findall(r"Unconsumed cmdline flags: (.*)$", body, re.M),
+            # --enable_op_profiling: the tool's per-op tables, kept as it printed them
+            "op_profile": body[body.index(OP_PROFILE):][:MAX_OP_PROFILE] if OP_PROFILE in body else None,
         },
     }
     return result

@@ -62,6 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--trust-new-hosts", action="store_true", help="accept and record unknown SSH host keys")
     r.add_argument("--cell-timeout", type=float, help="seconds before a silent cell is killed (default 600)")
     r.add_argument("--budgets", type=Path, help="gate the run on this budgets file")
+    r.add_argument("--op-profile", action="store_true", help="benchmark_model devices: record per-op timings")
     r.add_argument("-q", "--quiet", action="store_true")
     store_arg(r)
 
@@ -109,7 +110,8 @@ def dispatch(a: argparse.Namespace) -> int:
                                 warmup=a.warmup, min_seconds=a.min_seconds, threads=a.threads, repeats=a.repeats,
                                 label=a.label,
                                 store=a.store, resume=a.resume, trust_new_hosts=a.trust_new_hosts,
-                                cell_timeout=a.cell_timeout, quiet=a.quiet, gate_budgets=a.budgets)
+                                cell_timeout=a.cell_timeout, quiet=a.quiet, gate_budgets=a.budgets,
+                                op_profile=a.op_profile)
     if a.command == "report":
         return commands.cmd_report(run=a.run, baseline=a.baseline, out=a.out, store=a.store)
     if a.command == "gate":

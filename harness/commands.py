@@ -22,6 +22,7 @@ from .shipping import agent_zip, purge, ship
 from .store import Store, store_path
 from .suite import ModelEntry, Suite, load_suite
 from .transport import Transport, TransportError, make_transport
+from .transport.adb import AdbTransport
 
 DEFAULT_INVENTORY = Path("inventory.yaml")
 DEFAULT_SUITE = Path("suite.yaml")
@@ -115,13 +116,38 @@ def probe_device(device: Device, trust_new_hosts: bool = False) -> dict[str, Any
                 raise ProtocolError(f"no answer (exit {result.code}): {result.stderr.decode(errors='replace')[-300:]}")
             info.update(env=frame.get("env"), thermal=frame.get("thermal"), runtime=frame.get("runtime"),
                         error=frame.get("error"), host_key="verified" if device.transport == "ssh" else None,
-                        free_disk_mb=_free_disk_mb(t))
+                        free_disk_mb=_free_disk_mb(t), edgetpu=edgetpu_info(t),
+                        android=t.device_facts() if isinstance(t, AdbTransport) else None)
     except TransportError as exc:
         info.update(status=exc.status, error=exc.message)
     except ProtocolError as exc:
         info.update(status="invalid_output", error=str(exc))
     info.setdefault("status", "ok" if info["reachable"] and not info["error"] else "environment_error")
     return info
+
+
+# Coral Edge TPU: a PCIe/M.2 module appears as /dev/apex_N, a USB Accelerator by its USB ids (before and after
+# its firmware loads). $1 is a root prefix, for tests on a fabricated sysfs tree.
+_EDGETPU_PROBE = r"""root=$1; found=""
+for dev in "$root"/dev/apex_*; do [ -e "$dev" ] && found="pcie"; done
+for d in "$root"/sys/bus/usb/devices/*; do
+  case "$(cat "$d/idVendor" 2>/dev/null):$(cat "$d/idProduct" 2>/dev/null)" in
+    1a6e:089a|18d1:9302) found="${found:+$found,}usb";;
+  esac
+done
+echo "edgetpu=$found"
+echo "libedgetpu=$(dpkg-query -W -f='${Version}' libedgetpu1-std libedgetpu1-max 2>/dev/null | head -c 80)"
+"""
+
+
+def edgetpu_info(t: Transport, root: str = "") -> dict[str, Any]:
+    """Whether an Edge TPU is attached (usb, pcie) and which libedgetpu package is installed."""
+    try:
+        done = t.run(["sh", "-c", _EDGETPU_PROBE, "sh", root], 30)
+    except TransportError:
+        return {"attached": None, "libedgetpu": None}
+    values = dict(line.split("=", 1) for line in done.stdout.decode(errors="replace").splitlines() if "=" in line)
+    return {"attached": values.get("edgetpu") or None, "libedgetpu": values.get("libedgetpu") or None}
 
 
 def _free_disk_mb(t: Transport) -> int | None:
@@ -153,12 +179,14 @@ def cmd_devices(*, inventory: Path | None = None, devices: str | None = None, tr
                 thermal = i.get("thermal") or {}
                 temps = (thermal.get("temperatures_c") or {}).values()
                 throttled = thermal.get("throttled")
+                tpu = i.get("edgetpu") or {}
                 row += [_fmt(i.get("host_key")), _fmt(env.get("numpy")), _fmt(i.get("free_disk_mb")),
-                        _fmt(max(temps) if temps else None, 1), hex(throttled) if throttled is not None else "-"]
+                        _fmt(max(temps) if temps else None, 1), hex(throttled) if throttled is not None else "-",
+                        f"{tpu.get('attached') or 'none'} (libedgetpu {tpu.get('libedgetpu') or 'missing'})"]
             rows.append(row + [(i.get("error") or "")[:100]])
         header = ["device", "transport", "status", "arch", "python", "runtime"]
         if detailed:
-            header += ["host key", "numpy", "free MB", "max temp C", "throttled"]
+            header += ["host key", "numpy", "free MB", "max temp C", "throttled", "edge tpu"]
         print(table(rows, header + ["error"]), file=_out(stream))
     return ExitCode.OK if all(i["status"] == "ok" for i in infos) else ExitCode.CELL_FAILURES
 
@@ -239,7 +267,7 @@ def cmd_run(suite_path: Path | None = None, *, models: list[Path] | None = None,
             label: str | None = None,
             store: Path | None = None, resume: str | None = None, trust_new_hosts: bool = False,
             cell_timeout: float | None = None, quiet: bool = False, stream: TextIO | None = None,
-            gate_budgets: Path | None = None) -> int:
+            gate_budgets: Path | None = None, op_profile: bool = False) -> int:
     """Benchmark every variant on every selected device; returns the exit code (run id printed)."""
     out = _out(stream)
     if suite_path is None and not models and DEFAULT_SUITE.exists():
@@ -254,7 +282,8 @@ def cmd_run(suite_path: Path | None = None, *, models: list[Path] | None = None,
                  "cell_timeout_s": cell_timeout, "repeats": repeats}
     known = {f.name for f in fields(Settings)}
     chosen = {**suite.settings, **{k: v for k, v in overrides.items() if v is not None}}
-    settings = Settings(**{k: v for k, v in chosen.items() if k in known}, trust_new_hosts=trust_new_hosts)
+    settings = Settings(**{k: v for k, v in chosen.items() if k in known}, trust_new_hosts=trust_new_hosts,
+                        op_profile=op_profile)
     variants = [mv for entry in entries for mv in _variants_for(entry, out)]
 
     db = Store(store_path(store))

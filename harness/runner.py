@@ -27,6 +27,7 @@ from .shipping import agent_zip, ship
 from .stats import delegate_flags, latency_summary, validity_flags
 from .store import now_iso
 from .transport import RemoteProcess, Transport, TransportError, make_transport
+from .transport.adb import AdbTransport
 
 RECONNECT_BACKOFF_S = (1.0, 2.0, 4.0)
 EDGETPU_LIBRARY = "libedgetpu.so.1"
@@ -42,6 +43,7 @@ class Settings:
     threads: int | None = None
     cell_timeout_s: float = 600.0
     repeats: int = 1
+    op_profile: bool = False  # benchmark_model runner: per-op timings
     trust_new_hosts: bool = False
     evaluate: bool = True
 
@@ -217,6 +219,8 @@ class _DeviceRun:
         transport = make_transport(self.device, trust_new_hosts=self.settings.trust_new_hosts)
         try:
             transport.connect()
+            if isinstance(transport, AdbTransport):  # model, SoC, SDK level, ABI, thermal status
+                self.record["android"] = transport.device_facts()
             if self.device.runner == "benchmark_model":
                 self._benchmark_model(transport)
             else:
@@ -284,8 +288,6 @@ class _DeviceRun:
             self.fail_all("environment_error", f"benchmark_binary {binary} not found: give the path of LiteRT's "
                                                "benchmark_model for this device (edgebench never downloads it)")
             return
-        if hasattr(transport, "device_facts"):
-            self.record["env"] = transport.device_facts()
         remote = self._ship(transport, [binary])
         transport.run(["chmod", "755", remote[binary]], 60)
         self.pending = list({mv.key: (mv, 0) for mv, _ in self.pending}.values())
@@ -297,7 +299,8 @@ class _DeviceRun:
                 remote[binary], remote[mv.path], threads=settings.threads or device.threads, num_runs=settings.runs,
                 warmup_runs=settings.warmup, min_secs=settings.min_seconds, warmup_min_secs=settings.warmup_seconds,
                 external_delegate_path=device.delegate_library, external_delegate_options=device.delegate_options,
-                use_gpu=device.delegate == "gpu", use_nnapi=device.delegate == "nnapi", taskset=device.taskset)
+                use_gpu=device.delegate == "gpu", use_nnapi=device.delegate == "nnapi", taskset=device.taskset,
+                enable_op_profiling=settings.op_profile)
             result = transport.run(argv, settings.cell_timeout_s)
             parsed = parse_benchmark_output((result.stdout + result.stderr).decode(errors="replace"), result.code)
             cell = empty_cell(device.name, mv, parsed["status"], parsed["error"])

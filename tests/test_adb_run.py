@@ -36,6 +36,10 @@ INFO: count=8000 first=13 curr=12 min=11 max=40 avg=12.4 std=1 p5=11 median=12 p
 INFO: Inference timings in us: Init: 1250, First inference: 60, Warmup (avg): 12.5, Inference (avg): 12.4
 INFO: Memory footprint delta from the start of the tool (MB): init=1.5 overall=2.25
 INFO: Overall peak memory footprint (MB) via periodic monitoring: 9.5
+INFO: Operator-wise Profiling Info for Regular Benchmark Runs:
+INFO: ============================== Run Order ==============================
+INFO: 	             [node type]	  [first]	 [avg ms]	     [%]	  [cdf%]	  [mem KB]	[times called]	[Name]
+INFO: 	                 CONV_2D	    0.004	    0.004	 40.000%	 40.000%	     0.000	        1	[conv]
 OUT
 """
 
@@ -77,6 +81,7 @@ def test_run_with_the_python_agent_on_two_phones(two_phones: list[AdbTestDevice]
         fp32 = next(c for c in cells if c["variant"] == "fp32")
         assert fp32["status"] == "ok" and len(fp32["latency_ms"]["samples"]) >= 5
     assert all(d["status"] == "ok" and d["bytes_shipped"] > 0 for d in export["devices"])
+    assert all(d["android"]["model"] and d["android"]["sdk"] for d in export["devices"])  # facts from getprop
 
 
 def test_run_with_benchmark_model(two_phones: list[AdbTestDevice], converted: Path, tmp_path: Path) -> None:
@@ -86,7 +91,7 @@ def test_run_with_benchmark_model(two_phones: list[AdbTestDevice], converted: Pa
     inv = _inventory(tmp_path, [phone], runner="benchmark_model", benchmark_binary=str(binary), threads="2")
     store = tmp_path / "s.sqlite"
     result = run_cli("run", "--models", converted / "fp32.tflite", "--inventory", inv, "--devices", "phone-1",
-                     "--runs", "50", "--store", store, "-q")
+                     "--runs", "50", "--store", store, "--op-profile", "-q")
     assert result.code == 0, result.err + result.out
     (cell,) = json.loads(run_cli("export", "--store", store).out)["results"]
     assert cell["status"] == "ok" and cell["runtime"]["name"] == "benchmark_model"
@@ -95,7 +100,8 @@ def test_run_with_benchmark_model(two_phones: list[AdbTestDevice], converted: Pa
     assert cell["init_ms"] == pytest.approx(1.25) and cell["peak_rss_mb"] == pytest.approx(9.5)
     argv = (phone.root / "data/local/tmp/edgebench/argv.txt").read_text().split("\n")
     assert any(a.startswith("--graph=") and a.endswith(".tflite") for a in argv)
-    assert "--num_threads=2" in argv and "--num_runs=50" in argv
+    assert "--num_threads=2" in argv and "--num_runs=50" in argv and "--enable_op_profiling=true" in argv
+    assert "CONV_2D" in cell["benchmark_model"]["op_profile"]
 
 
 def test_benchmark_model_path_missing_is_a_cell_status(two_phones: list[AdbTestDevice], converted: Path,

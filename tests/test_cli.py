@@ -228,3 +228,21 @@ def test_ctrl_c_leaves_a_resumable_run(converted: Path, store: Path) -> None:
     assert run_cli("run", "--models", converted, "--devices", "local", "--runs", "3", "--min-seconds", "0",
                    "--store", store, "--resume", run_id, "-q").code in (0, 3)
     assert len(_export(store, run_id)["results"]) == 5
+
+
+def test_edge_tpu_detection_on_a_fabricated_sysfs(tmp_path: Path) -> None:
+    """No Coral here: the probe script runs for real on a directory tree shaped like /dev and /sys."""
+    from harness.commands import edgetpu_info
+    from harness.inventory import local_device
+    from harness.transport.local import LocalTransport
+
+    transport = LocalTransport(local_device())
+    assert edgetpu_info(transport, str(tmp_path))["attached"] is None
+    usb = tmp_path / "sys" / "bus" / "usb" / "devices" / "2-1"
+    usb.mkdir(parents=True)
+    (usb / "idVendor").write_text("18d1\n")
+    (usb / "idProduct").write_text("9302\n")
+    assert edgetpu_info(transport, str(tmp_path))["attached"] == "usb"
+    (tmp_path / "dev").mkdir()
+    (tmp_path / "dev" / "apex_0").touch()
+    assert edgetpu_info(transport, str(tmp_path))["attached"] == "pcie,usb"
