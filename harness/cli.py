@@ -63,6 +63,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--cell-timeout", type=float, help="seconds before a silent cell is killed (default 600)")
     r.add_argument("--budgets", type=Path, help="gate the run on this budgets file")
     r.add_argument("--op-profile", action="store_true", help="benchmark_model devices: record per-op timings")
+    r.add_argument("--ship-failed", action="store_true",
+                   help="also measure variants that failed on the host (a device's runtime may still load them)")
     r.add_argument("-q", "--quiet", action="store_true")
     store_arg(r)
 
@@ -111,7 +113,7 @@ def dispatch(a: argparse.Namespace) -> int:
                                 label=a.label,
                                 store=a.store, resume=a.resume, trust_new_hosts=a.trust_new_hosts,
                                 cell_timeout=a.cell_timeout, quiet=a.quiet, gate_budgets=a.budgets,
-                                op_profile=a.op_profile)
+                                op_profile=a.op_profile, ship_failed=a.ship_failed)
     if a.command == "report":
         return commands.cmd_report(run=a.run, baseline=a.baseline, out=a.out, store=a.store)
     if a.command == "gate":

@@ -267,7 +267,7 @@ def cmd_run(suite_path: Path | None = None, *, models: list[Path] | None = None,
             label: str | None = None,
             store: Path | None = None, resume: str | None = None, trust_new_hosts: bool = False,
             cell_timeout: float | None = None, quiet: bool = False, stream: TextIO | None = None,
-            gate_budgets: Path | None = None, op_profile: bool = False) -> int:
+            gate_budgets: Path | None = None, op_profile: bool = False, ship_failed: bool = False) -> int:
     """Benchmark every variant on every selected device; returns the exit code (run id printed)."""
     out = _out(stream)
     if suite_path is None and not models and DEFAULT_SUITE.exists():
@@ -283,7 +283,7 @@ def cmd_run(suite_path: Path | None = None, *, models: list[Path] | None = None,
     known = {f.name for f in fields(Settings)}
     chosen = {**suite.settings, **{k: v for k, v in overrides.items() if v is not None}}
     settings = Settings(**{k: v for k, v in chosen.items() if k in known}, trust_new_hosts=trust_new_hosts,
-                        op_profile=op_profile)
+                        op_profile=op_profile, ship_failed=ship_failed)
     variants = [mv for entry in entries for mv in _variants_for(entry, out)]
 
     db = Store(store_path(store))

@@ -44,6 +44,7 @@ class Settings:
     cell_timeout_s: float = 600.0
     repeats: int = 1
     op_profile: bool = False  # benchmark_model runner: per-op timings
+    ship_failed: bool = False  # also measure variants that failed host validation
     trust_new_hosts: bool = False
     evaluate: bool = True
 
@@ -167,7 +168,9 @@ class _DeviceRun:
         self.settings = settings
         self.on_cell = on_cell
         self.repeats = max(1, settings.repeats)
-        measurable = [mv for mv in variants if mv.path is not None and mv.status == "ok"]
+        # A variant that failed on the host is not shipped, unless asked (another runtime may load it).
+        measurable = [mv for mv in variants if mv.path is not None and mv.path.exists()
+                      and (mv.status == "ok" or settings.ship_failed)]
         self.pending = [(mv, r) for r in range(self.repeats) for mv in measurable]
         self.expected: list[tuple[ModelVariant, int]] = []  # what the running agent will still report, in order
         self.parts: dict[str, list[dict[str, Any]]] = {}

@@ -48,3 +48,6 @@ keras.models.load_model(os.path.join(out, "cnn.keras")).save(os.path.join(out, "
 # A small MobileNetV2: its int16x8 variant fails to prepare when calibrated on pixel noise.
 keras.applications.MobileNetV2(input_shape=(96, 96, 3), alpha=0.35, weights=None, classes=10).save(
     os.path.join(out, "mobilenet.keras"))
+
+# The CNN as a SavedModel directory.
+keras.models.load_model(os.path.join(out, "cnn.keras")).export(os.path.join(out, "cnn_saved_model"), verbose=False)

@@ -69,10 +69,12 @@ def test_custom_layer_and_unsupported_op(keras_models: dict[str, Path], tmp_path
     assert "SELECT_TF_OPS" in fp32["error"] and "Flex" in fp32["error"]
 
 
-def test_legacy_h5_converts(keras_models: dict[str, Path], tmp_path: Path) -> None:
-    result = run_cli("convert", keras_models["cnn_legacy"], "-o", tmp_path / "h5", "--variants", "fp32")
+@pytest.mark.parametrize("source", ["cnn_legacy", "cnn_saved_model"])
+def test_legacy_h5_and_savedmodel_convert(keras_models: dict[str, Path], tmp_path: Path, source: str) -> None:
+    result = run_cli("convert", keras_models[source], "-o", tmp_path / "out", "--variants", "fp32")
     assert result.code == 0, result.err
-    assert _manifest(tmp_path / "h5")["variants"]["fp32"]["status"] == "ok"
+    fp32 = _manifest(tmp_path / "out")["variants"]["fp32"]
+    assert fp32["status"] == "ok" and next(iter(fp32["accuracy"].values()))["cosine"] > 0.9999
 
 
 def test_mobilenet_failures_are_marked_variants(keras_models: dict[str, Path], tmp_path: Path) -> None:
@@ -91,6 +93,15 @@ def test_mobilenet_failures_are_marked_variants(keras_models: dict[str, Path], t
     assert "version" in compat["tflite_runtime 2.14.0"]["problems"][0]
     assert compat["ai_edge_litert 2.3.0"]["loadable"] is True
     assert variants["dynamic"]["status"] == "ok"
+    # Not shipped by default: the run's cell carries the host's verdict. --ship-failed measures it anyway.
+    store = tmp_path / "s.sqlite"
+    run_cli("run", "--models", tmp_path / "mb", "--devices", "local", "--store", store, "--runs", "3", "-q")
+    cells = {c["variant"]: c for c in json.loads(run_cli("export", "--store", store).out)["results"]}
+    assert cells["int16x8"]["status"] == "failed_to_prepare" and cells["int16x8"]["runtime"] is None
+    run_cli("run", "--models", tmp_path / "mb", "--devices", "local", "--store", store, "--runs", "3",
+            "--ship-failed", "-q")
+    cells = {c["variant"]: c for c in json.loads(run_cli("export", "--store", store).out)["results"]}
+    assert cells["int16x8"]["status"] == "failed_to_prepare" and cells["int16x8"]["runtime"]["name"] == "ai_edge_litert"
 
 
 def test_bad_inputs_keep_the_other_variants(keras_models: dict[str, Path], tmp_path: Path) -> None:
