@@ -23,7 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,7 @@ from . import __version__
 from .diagnose import converter_failure, inspect_variant, model_load_failure
 from .errors import EdgebenchError
 from .shipping import sha256_file
+from .tflite_file import read_tflite
 from .yamlfile import check_keys, load_yaml, where
 from .store import now_iso
 
@@ -220,9 +221,30 @@ def _convert_one(pool: _Pool | None, prep: Path, variant: str, recipe: dict[str,
     assert pool is not None
     result = pool.call(["variant", str(prep), variant, str(out), json.dumps({"recipe": recipe})])
     if result.get("ok"):
-        shutil.copyfile(out, cached.with_suffix(".tmp"))
-        cached.with_suffix(".tmp").replace(cached)
+        _remember(out, cached)
     return {**result, "cached": False}
+
+
+def _remember(out: Path, cached: Path) -> None:
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(out, cached.with_suffix(".tmp"))
+    cached.with_suffix(".tmp").replace(cached)
+
+
+def _convert_ahead(pool: _Pool, source: Path, prep: Path, variant: str, recipe: dict[str, Any], out: Path,
+                   options: dict[str, Any]) -> dict[str, Any]:
+    result = pool.call(["keras_variant", str(source.resolve()), variant, str(out),
+                        json.dumps({"recipe": recipe, "custom_objects": options.get("custom_objects")})])
+    if result.get("ok"):
+        _remember(out, _variant_cache(prep, variant, recipe))
+    return {**result, "cached": False}
+
+
+def _same_io(path: Path, info: dict[str, Any]) -> bool:
+    """Whether a variant converted from Keras has the prepared SavedModel's signature names."""
+    tflite = read_tflite(path)
+    return ([t.name for t in tflite.inputs] == [i["name"] for i in info["inputs"]]
+            and sorted(t.name for t in tflite.outputs) == sorted(o["name"] for o in info["outputs"]))
 
 
 def convert(source: Path, out_dir: Path, *, variants: list[str] | None = None, calibration: Path | None = None,
@@ -268,19 +290,31 @@ def convert(source: Path, out_dir: Path, *, variants: list[str] | None = None, c
     size = max(1, min(jobs or os.cpu_count() or 1, max(len(todo), 1))) if (todo or needs_prepare) else 0
     pool = _Pool(size) if size else None
     try:
-        if needs_prepare:
-            assert pool is not None
-            _prepare(pool, source, options, prep)
-        info = json.loads((prep / "prepare.json").read_text())
-        for extra in ("eval_inputs.npz", "reference_outputs.npz"):
-            shutil.copyfile(prep / extra, out_dir / extra)
-        if info["calibration"]["kind"] == "error":
-            results = {v: {"ok": False, "error": f"calibration data: {info['calibration']['error']}",
-                           "calibration": True} for v in names if recipes.get(v, {}).get("base", v) in CALIBRATED}
         with ThreadPoolExecutor(max(1, size)) as threads:
+            ahead: dict[str, Future[dict[str, Any]]] = {}
+            if needs_prepare:
+                assert pool is not None
+                # While one worker prepares, another converts an uncalibrated variant straight from Keras.
+                early = next((v for v in todo if recipes.get(v, {}).get("base", v) not in CALIBRATED), None)
+                if early and size > 1 and source.is_file():
+                    ahead[early] = threads.submit(_convert_ahead, pool, source, prep, early, recipes.get(early, {}),
+                                                  out_dir / f"{early}.tflite", options)
+                _prepare(pool, source, options, prep)
+            info = json.loads((prep / "prepare.json").read_text())
+            for extra in ("eval_inputs.npz", "reference_outputs.npz"):
+                shutil.copyfile(prep / extra, out_dir / extra)
+            if info["calibration"]["kind"] == "error":
+                results = {v: {"ok": False, "error": f"calibration data: {info['calibration']['error']}",
+                               "calibration": True} for v in names if recipes.get(v, {}).get("base", v) in CALIBRATED}
             futures = {v: threads.submit(_convert_one, pool, prep, v, recipes.get(v, {}), out_dir / f"{v}.tflite")
-                       for v in names if v not in results}
+                       for v in names if v not in results and v not in ahead}
             results.update({v: f.result() for v, f in futures.items()})
+            for v, f in ahead.items():
+                results[v] = f.result()
+                if not results[v].get("ok") or not _same_io(out_dir / f"{v}.tflite", info):
+                    # judged by the same path as every other variant
+                    _variant_cache(prep, v, recipes.get(v, {})).unlink(missing_ok=True)
+                    results[v] = _convert_one(pool, prep, v, recipes.get(v, {}), out_dir / f"{v}.tflite")
     finally:
         if pool is not None:
             pool.close()

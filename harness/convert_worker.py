@@ -9,6 +9,8 @@ A worker (python -m harness.convert_worker) reads steps as JSON lists on stdin:
         write calibration.npz, eval_inputs.npz, reference_outputs.npz, prepare.json
     ["variant", WORKDIR, VARIANT, OUT.tflite, OPTIONS_JSON]
         convert the SavedModel into one variant
+    ["keras_variant", SOURCE.keras, VARIANT, OUT.tflite, OPTIONS_JSON]
+        an uncalibrated variant straight from the Keras file, in parallel with "prepare"
 and answers each with one JSON line. A worker that dies fails only the step it
 was running; the parent starts a fresh one for the next.
 """
@@ -190,21 +192,18 @@ def prepare(source: str, work: str, options: dict[str, Any]) -> dict[str, Any]:
     return info
 
 
-def convert_variant(work: str, variant: str, out: str, options: dict[str, Any]) -> dict[str, Any]:
+def _configure(converter: Any, variant: str, recipe: dict[str, Any], calibration_path: Path | None) -> None:
+    """Set a converter up for one variant (and its recipe's options)."""
     import tensorflow as tf
 
-    info = json.loads((Path(work) / "prepare.json").read_text())
-    converter = tf.lite.TFLiteConverter.from_saved_model(str(Path(work) / info["saved_model"]))
-    recipe = dict(options.get("recipe") or {})
-    calibration = np.load(Path(work) / "calibration.npz")
-
     def representative() -> Any:
+        assert calibration_path is not None
+        calibration = np.load(calibration_path)
         n = min(len(calibration[k]) for k in calibration.files)
         for i in range(n):
             yield {k: calibration[k][i : i + 1] for k in calibration.files}
 
     ops = tf.lite.OpsSet
-    variant = recipe.get("base", variant)
     if variant == "fp16":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.target_spec.supported_types = [tf.float16]
@@ -227,6 +226,31 @@ def convert_variant(work: str, variant: str, out: str, options: dict[str, Any]) 
         converter.target_spec.supported_ops = set(converter.target_spec.supported_ops) | {ops.SELECT_TF_OPS}
     if recipe.get("allow_custom_ops"):
         converter.allow_custom_ops = True
+
+
+def convert_variant(work: str, variant: str, out: str, options: dict[str, Any]) -> dict[str, Any]:
+    """One variant from the prepared SavedModel."""
+    import tensorflow as tf
+
+    info = json.loads((Path(work) / "prepare.json").read_text())
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(Path(work) / info["saved_model"]))
+    recipe = dict(options.get("recipe") or {})
+    _configure(converter, recipe.get("base", variant), recipe, Path(work) / "calibration.npz")
+    data = converter.convert()
+    Path(out).write_bytes(data)
+    return {"bytes": len(data)}
+
+
+def convert_from_keras(source: str, variant: str, out: str, options: dict[str, Any]) -> dict[str, Any]:
+    """An uncalibrated variant straight from the Keras file, while another worker prepares the rest."""
+    import keras
+    import tensorflow as tf
+
+    model = keras.models.load_model(source, compile=False,
+                                    custom_objects=_load_custom_objects(options.get("custom_objects")))
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    recipe = dict(options.get("recipe") or {})
+    _configure(converter, recipe.get("base", variant), recipe, None)
     data = converter.convert()
     Path(out).write_bytes(data)
     return {"bytes": len(data)}
@@ -239,6 +263,8 @@ def run_step(args: list[str]) -> dict[str, Any]:
             result = prepare(args[1], args[2], json.loads(args[3]))
         elif step == "variant":
             result = convert_variant(args[1], args[2], args[3], json.loads(args[4]))
+        elif step == "keras_variant":
+            result = convert_from_keras(args[1], args[2], args[3], json.loads(args[4]))
         else:
             raise ValueError(f"unknown step {step!r}")
     except Exception as exc:  # reported to the parent as this step's failure
