@@ -96,4 +96,5 @@ def describe(runtime):
         "numpy": _numpy_version(),
         "runtime": runtime.describe() if runtime else None,
         "governor": ",".join(governors) or None,
+        "cpu_affinity": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
     }

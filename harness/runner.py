@@ -246,7 +246,8 @@ class _DeviceRun:
         proc: RemoteProcess | None = None
         try:
             remote = self._ship(transport, [agent_zip()])
-            proc = transport.start([device.python, remote[agent_zip()], "serve", device.runtime])
+            pin = ["taskset", device.taskset] if device.taskset else []  # core pinning, as LiteRT's docs advise
+            proc = transport.start([*pin, device.python, remote[agent_zip()], "serve", device.runtime])
             self.expected = list(self.pending)
             cells = [dict(_job_cell(device, mv, remote, settings), id=self.frame_id(mv, r))
                      for mv, r in self.expected]

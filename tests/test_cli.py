@@ -246,3 +246,12 @@ def test_edge_tpu_detection_on_a_fabricated_sysfs(tmp_path: Path) -> None:
     (tmp_path / "dev").mkdir()
     (tmp_path / "dev" / "apex_0").touch()
     assert edgetpu_info(transport, str(tmp_path))["attached"] == "pcie,usb"
+
+
+def test_taskset_pins_the_agent(tmp_path: Path, converted: Path, store: Path) -> None:
+    inv = tmp_path / "inventory.yaml"
+    inv.write_text('all:\n  hosts:\n    pinned:\n      transport: local\n      taskset: "1"\n')
+    assert run_cli("run", "--models", converted / "fp32.tflite", "--inventory", inv, "--store", store, "--runs", "3",
+                   "--min-seconds", "0", "-q").code == 0
+    (device,) = _export(store)["devices"]
+    assert device["env"]["cpu_affinity"] == [0]
