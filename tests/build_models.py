@@ -51,3 +51,10 @@ keras.applications.MobileNetV2(input_shape=(96, 96, 3), alpha=0.35, weights=None
 
 # The CNN as a SavedModel directory.
 keras.models.load_model(os.path.join(out, "cnn.keras")).export(os.path.join(out, "cnn_saved_model"), verbose=False)
+
+# A model saved by Keras 2 (tf_keras), in the legacy HDF5 format many teams still have.
+import tf_keras  # noqa: E402
+
+k2 = tf_keras.Sequential([tf_keras.layers.Input((16, 16, 3), name="image"), tf_keras.layers.Conv2D(4, 3, activation="relu"),
+                          tf_keras.layers.GlobalAveragePooling2D(), tf_keras.layers.Dense(3, activation="softmax")])
+k2.save(os.path.join(out, "keras2.h5"))

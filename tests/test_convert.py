@@ -69,7 +69,7 @@ def test_custom_layer_and_unsupported_op(keras_models: dict[str, Path], tmp_path
     assert "SELECT_TF_OPS" in fp32["error"] and "Flex" in fp32["error"]
 
 
-@pytest.mark.parametrize("source", ["cnn_legacy", "cnn_saved_model"])
+@pytest.mark.parametrize("source", ["cnn_legacy", "keras2", "cnn_saved_model"])
 def test_legacy_h5_and_savedmodel_convert(keras_models: dict[str, Path], tmp_path: Path, source: str) -> None:
     result = run_cli("convert", keras_models[source], "-o", tmp_path / "out", "--variants", "fp32")
     assert result.code == 0, result.err
