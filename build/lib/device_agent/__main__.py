@@ -1,5 +1,0 @@
-import sys
-
-from device_agent.agent import main
-
-sys.exit(main())
