@@ -258,6 +258,7 @@ class _DeviceRun:
             while self.pending:
                 frame = frames.next(settings.cell_timeout_s + 60)
                 if frame is None or frame["type"] == "done":
+                    proc.wait(5)  # an agent that said "done" exits by itself: no kill round trip needed
                     break
                 if frame["type"] == "fatal":
                     self.record["env"] = frame.get("env")
