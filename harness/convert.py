@@ -111,9 +111,11 @@ def _key(*parts: Any) -> str:
 class _Worker:
     """A converter child process; it imports TensorFlow as soon as it starts."""
 
-    def __init__(self) -> None:
+    def __init__(self, threads: int) -> None:
         self.log = tempfile.NamedTemporaryFile(prefix="edgebench-convert-", suffix=".log", delete=False)
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
+        # Workers share the cores: TensorFlow's own thread pools would only fight each other.
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1",
+                   TF_NUM_INTRAOP_THREADS=str(threads), TF_NUM_INTEROP_THREADS=str(threads))
         self.proc = subprocess.Popen([sys.executable, "-m", "harness.convert_worker"], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=self.log, env=env)
 
@@ -168,8 +170,9 @@ class _Pool:
     """Long-lived converter processes: one TensorFlow import per process, not per variant."""
 
     def __init__(self, size: int):
+        self.threads = max(1, (os.cpu_count() or 1) // size)
         self.idle: queue.Queue[_Worker] = queue.Queue()
-        self.workers = [_Worker() for _ in range(size)]
+        self.workers = [_Worker(self.threads) for _ in range(size)]
         for w in self.workers:
             self.idle.put(w)
 
@@ -180,7 +183,7 @@ class _Pool:
         finally:
             if not worker.alive():
                 worker.close()
-                worker = _Worker()
+                worker = _Worker(self.threads)
                 self.workers.append(worker)
             self.idle.put(worker)
 
