@@ -112,7 +112,8 @@ class _Worker:
     """A converter child process; it imports TensorFlow as soon as it starts."""
 
     def __init__(self, threads: int) -> None:
-        self.log = tempfile.NamedTemporaryFile(prefix="edgebench-convert-", suffix=".log", delete=False)
+        # An anonymous file: the child writes its stderr there, the parent reads the tail back, nothing to clean up.
+        self.log = tempfile.TemporaryFile(prefix="edgebench-convert-")
         # Workers share the cores: TensorFlow's own thread pools would only fight each other.
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1",
                    TF_NUM_INTRAOP_THREADS=str(threads), TF_NUM_INTEROP_THREADS=str(threads))
@@ -150,20 +151,17 @@ class _Worker:
         return f"signal {-code}" if code < 0 else f"exit code {code}"
 
     def _last_words(self) -> str:
-        self.log.flush()
-        tail = Path(self.log.name).read_bytes()[-1500:].decode(errors="replace").strip().splitlines()
+        self.log.seek(0, os.SEEK_END)
+        self.log.seek(max(0, self.log.tell() - 1500))
+        tail = self.log.read().decode(errors="replace").strip().splitlines()
         return " | ".join(line.strip() for line in tail[-4:]) or "no output"
 
     def close(self) -> None:
+        """End of input: the worker exits by itself. Not waited for: TensorFlow takes a second to shut down."""
         if self.alive():
             assert self.proc.stdin is not None
             self.proc.stdin.close()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
         self.log.close()
-        Path(self.log.name).unlink(missing_ok=True)
 
 
 class _Pool:
@@ -309,8 +307,11 @@ def convert(source: Path, out_dir: Path, *, variants: list[str] | None = None, c
             if info["calibration"]["kind"] == "error":
                 results = {v: {"ok": False, "error": f"calibration data: {info['calibration']['error']}",
                                "calibration": True} for v in names if recipes.get(v, {}).get("base", v) in CALIBRATED}
+            # Longest first (calibrated variants run the representative data too): the last one to finish
+            # is then a short one, and both workers stay busy until near the end.
+            longest_first = sorted(names, key=lambda v: recipes.get(v, {}).get("base", v) not in CALIBRATED)
             futures = {v: threads.submit(_convert_one, pool, prep, v, recipes.get(v, {}), out_dir / f"{v}.tflite")
-                       for v in names if v not in results and v not in ahead}
+                       for v in longest_first if v not in results and v not in ahead}
             results.update({v: f.result() for v, f in futures.items()})
             for v, f in ahead.items():
                 results[v] = f.result()

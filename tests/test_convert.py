@@ -179,3 +179,13 @@ def test_recipes_and_image_folder_calibration(keras_models: dict[str, Path], tmp
     bad.write_text("recipes:\n  weird:\n    base: int4\n")
     err = run_cli("convert", keras_models["cnn"], "--recipes", bad, "--variants", "weird")
     assert err.code == 2 and f"{bad}:3" in err.err
+
+
+def test_a_converter_process_that_dies_is_reported_with_its_last_words(keras_models: dict[str, Path],
+                                                                       tmp_path: Path) -> None:
+    killer = tmp_path / "layers.py"
+    killer.write_text("import os, sys\nprint('loading my layers', file=sys.stderr, flush=True)\nos.abort()\n")
+    result = run_cli("convert", keras_models["cnn"], "-o", tmp_path / "x", "--custom-objects", killer)
+    assert result.code == 2, result.err
+    assert "converter process died (signal 6)" in result.err and "loading my layers" in result.err
+    assert "Traceback" not in result.err
