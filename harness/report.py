@@ -271,11 +271,15 @@ def baseline_delta(cell: Mapping[str, Any], base: Mapping[str, Any] | None, *, a
         return Delta("untested", "too few samples to test", _pct(pct), pct)
     if p < alpha and abs(pct) >= noise_pct:
         return Delta("slower" if pct > 0 else "faster", f"{_pct(pct)} {'slower' if pct > 0 else 'faster'}",
-                     f"p={p:.1g}", pct, p)
-    return Delta("same", "no significant change", f"{_pct(pct)}, p={p:.2g}", pct, p)
+                     _p(p), pct, p)
+    return Delta("same", "no significant change", f"{_pct(pct)}, {_p(p)}", pct, p)
 
 
 # -- SVG ----------------------------------------------------------------------------
+def _p(p: float) -> str:
+    return "p<1e-6" if p < 1e-6 else f"p={p:.2g}"
+
+
 def _f(v: float) -> str:
     """Coordinates with one decimal: sub-pixel precision is bytes nobody sees."""
     return f"{v:.1f}".rstrip("0").rstrip(".")
@@ -398,21 +402,27 @@ def tradeoff_svg(points: Sequence[tuple[str, float, float]], y_label: str, *, ma
 
 
 def trend_svg(series: Mapping[str, Sequence[tuple[int, float]]], run_labels: Sequence[str]) -> Markup:
-    """One line per series over the runs (x = run index), p50 on y."""
+    """One line per series over the runs (x = run index), p50 relative to the series' first run on y.
+
+    Relative, because variants of one model can differ 70x in speed: on an absolute axis the fast ones are a
+    flat line at zero and their regressions invisible. Points keep the absolute p50 in their tooltip.
+    """
     xs = [float(i) for i in range(len(run_labels))]
-    ys = [v for pts in series.values() for _, v in pts]
+    rel = {name: [(i, v / pts[0][1]) for i, v in pts] for name, pts in series.items()}
+    ys = [r for pts in rel.values() for _, r in pts] + [1.0]
     step = max(1, math.ceil(len(run_labels) / 8))
     ticks = [(float(i), run_labels[i][:12]) for i in range(0, len(run_labels), step)]
-    plot = _Plot(xs, ys, "run", "p50 latency (ms)", x_ticks=ticks, width=760)
+    plot = _Plot(xs, ys, "run", "p50 vs its first run (×)", x_ticks=ticks, width=760)
     for n, (name, pts) in enumerate(series.items()):
         color = PALETTE[n % len(PALETTE)]
-        coords = " ".join(f"{plot.sx(i)},{plot.sy(v)}" for i, v in pts)
+        coords = " ".join(f"{plot.sx(i)},{plot.sy(r)}" for i, r in rel[name])
         plot.marks.append(f'<g class="series" style="--c:{color}"><title>{escape(name)}</title>'
                           f'<polyline points="{coords}"/>'
-                          + "".join(f'<circle cx="{plot.sx(i)}" cy="{plot.sy(v)}" r="2.5"><title>{escape(name)} · '
-                                    f'{escape(run_labels[i])}: {_num(v)} ms</title></circle>' for i, v in pts)
+                          + "".join(f'<circle cx="{plot.sx(i)}" cy="{plot.sy(r)}" r="2.5"><title>{escape(name)} · '
+                                    f'{escape(run_labels[i])}: {_num(v)} ms ({r:.2f}×)</title></circle>'
+                                    for (i, v), (_, r) in zip(pts, rel[name]))
                           + "</g>")
-    return plot.svg("p50 latency over runs")
+    return plot.svg("p50 over runs, relative to each series' first run")
 
 
 # -- view model -------------------------------------------------------------------------
