@@ -156,7 +156,7 @@ def test_baseline_delta_marks_only_significant_changes_above_noise() -> None:
 def test_report_marks_baseline_changes(report: Path) -> None:
     html = report.read_text()
     row = re.search(r'<tr data-s="ok"[^>]* data-d="1">\s*<td>pi-4b-01</td><td>mobilenet_v2</td><td>fp32</td>.*?</tr>', html, re.S)
-    assert row and 'class="dl d-slower"' in row.group(0) and re.search(r"\+1\d\.\d% slower<small>p[=<]", row.group(0))
+    assert row and 'class="dl d-slower"' in row.group(0) and re.search(r"\+1\d\.\d% slower<small>p(=|&lt;)", row.group(0))
     assert html.count('class="dl d-same"') >= 3 and "no significant change" in html
 
 
