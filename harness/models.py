@@ -51,7 +51,11 @@ def read_manifest(directory: Path) -> dict[str, Any]:
 
 
 def from_converted(directory: Path, only: list[str] | None = None) -> list[ModelVariant]:
-    manifest = read_manifest(directory)
+    return from_manifest(read_manifest(directory), directory, only)
+
+
+def from_manifest(manifest: dict[str, Any], directory: Path, only: list[str] | None = None) -> list[ModelVariant]:
+    """The variants a manifest describes, with their files under ``directory``."""
     out = []
     for variant, entry in manifest["variants"].items():
         if only and variant not in only:

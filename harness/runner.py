@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from .errors import EdgebenchError
 from .inventory import Device
 from .models import ModelVariant
 from .protocol import ProtocolError, check_cell, encode_job, read_frame
@@ -249,8 +250,9 @@ class _DeviceRun:
             pin = ["taskset", device.taskset] if device.taskset else []  # core pinning, as LiteRT's docs advise
             proc = transport.start([*pin, device.python, remote[agent_zip()], "serve", device.runtime])
             self.expected = list(self.pending)
-            cells = [dict(_job_cell(device, mv, remote, settings), id=self.frame_id(mv, r))
-                     for mv, r in self.expected]
+            # Outputs are evaluated once per variant (first repeat): later repeats only add latency samples.
+            cells = [dict(_job_cell(device, mv, remote, settings), id=self.frame_id(mv, r),
+                          **({} if r == 0 else {"eval_inputs": None})) for mv, r in self.expected]
             proc.stdin.write(encode_job(cells, device.runtime))
             proc.stdin.close()
             frames = _Frames(proc)
@@ -335,6 +337,8 @@ def measure_device(device: Device, variants: list[ModelVariant], settings: Setti
                 run.fail_current("timeout", exc.message)
             else:
                 run.fail_all(exc.status, exc.message)
+        except EdgebenchError as exc:  # e.g. no adb client on the host: this device's cells, not the whole run
+            run.fail_all("environment_error", str(exc))
     on_device(run.record)
 
 

@@ -10,17 +10,14 @@ from pathlib import Path
 from typing import Any
 
 from .inventory import local_device
-from .models import from_converted
+from .models import from_manifest
 from .runner import Settings, measure_device
 
 
 def validate_variants(manifest: dict[str, Any], out_dir: Path) -> None:
     """Run every converted variant once on this machine; record status, error and accuracy in the manifest."""
-    from .convert import write_manifest
-
-    write_manifest(out_dir, manifest)  # from_converted reads the manifest from disk
     # An Edge TPU model needs the accelerator: it is validated on the device, not here.
-    variants = [mv for mv in from_converted(out_dir) if mv.status == "ok" and mv.variant != "edgetpu"]
+    variants = [mv for mv in from_manifest(manifest, out_dir) if mv.status == "ok" and mv.variant != "edgetpu"]
     cells: dict[str, dict[str, Any]] = {}
     settings = Settings(runs=1, warmup=0, min_seconds=0.0, warmup_seconds=0.0, max_runs=1, cell_timeout_s=300)
     measure_device(local_device(), variants, settings, lambda c: cells.__setitem__(c["variant"], c), lambda d: None)

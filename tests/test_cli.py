@@ -158,6 +158,7 @@ def test_suite_file_drives_a_run(tmp_path: Path, converted: Path) -> None:
     assert sorted(c["variant"] for c in export["results"]) == ["fp32", "int8"]
     for cell in export["results"]:  # two interleaved repeats merged into one cell
         assert cell["repeats"] == 2 and cell["latency_ms"]["count"] >= 8
+        assert cell["accuracy"]  # evaluated once, on the first repeat
     suite.write_text("models: []\nrunz: 3\n")
     bad = run_cli("run", suite, "--store", store)
     assert bad.code == 2 and f"{suite}:2" in bad.err
@@ -255,3 +256,21 @@ def test_taskset_pins_the_agent(tmp_path: Path, converted: Path, store: Path) ->
                    "--min-seconds", "0", "-q").code == 0
     (device,) = _export(store)["devices"]
     assert device["env"]["cpu_affinity"] == [0]
+
+
+def test_a_device_the_host_cannot_drive_fails_alone(tmp_path: Path, converted: Path, store: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    bin_dir = tmp_path / "bin"  # this host's tools, but no adb client
+    bin_dir.mkdir()
+    for tool in Path("/usr/bin").iterdir():
+        if tool.name != "adb":
+            (bin_dir / tool.name).symlink_to(tool)
+    monkeypatch.setenv("PATH", str(bin_dir))
+    inv = tmp_path / "inventory.yaml"
+    inv.write_text("all:\n  hosts:\n    local: {transport: local}\n    phone: {transport: adb, serial: ABC123}\n")
+    result = run_cli("run", "--models", converted / "fp32.tflite", "--inventory", inv, "--store", store, "--runs", "3",
+                     "--min-seconds", "0", "-q")
+    assert result.code == 3 and "Traceback" not in result.err
+    cells = {c["device"]: c for c in _export(store)["results"]}
+    assert cells["local"]["status"] == "ok"
+    assert cells["phone"]["status"] == "environment_error" and "adb" in cells["phone"]["error"]
