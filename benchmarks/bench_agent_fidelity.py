@@ -15,7 +15,7 @@ It also measures the agent loop's fixed cost per sample (its timed_loop around
 an empty callable, in ns) and the agent's start-up: process start to the first
 timed invoke, minus model init and first inference (in s).
 
-    python benchmarks/bench_agent_fidelity.py [--rounds 5] [--python PY] [--json OUT]
+    python -m benchmarks.bench_agent_fidelity [--rounds 5] [--python PY] [--json OUT]
 
 Targets: agent/bare within 0.98-1.02, overhead < 1 us, start-to-first-invoke < 0.5 s.
 The .tflite files are cached under ~/.cache/edgebench/bench (first run: ~30 s of conversion).
@@ -34,10 +34,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from device_agent.measure import timed_loop  # noqa: E402
-from harness.shipping import agent_zip  # noqa: E402
+from device_agent.measure import timed_loop
+from harness.fleet.shipping import agent_zip
 
 CACHE = Path.home() / ".cache" / "edgebench" / "bench"
 VARIANTS = ("fp32", "int8")

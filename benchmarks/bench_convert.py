@@ -7,7 +7,7 @@ hand-written script does). edgebench: `edgebench convert` with an empty cache
 conversion only for naive; edgebench's time also includes its host validation
 and accuracy check of every variant.
 
-    python benchmarks/bench_convert.py [--model mobilenetv2|demo] [--skip-naive]
+    python -m benchmarks.bench_convert [--model mobilenetv2|demo] [--skip-naive]
 Targets (issue 3): cold <= 0.6 x naive, warm <= 2 s.
 """
 

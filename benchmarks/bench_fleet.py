@@ -6,7 +6,7 @@ warm-up and measured runs, as the agent reports it as cell_ms). Targets (issue 5
 warm wall <= 1.05 x floor + 1 s; cold (nothing cached on the devices) <= that + 3 s.
 Scale: a tiny model on 16 devices vs 1 device; target wall(16) / wall(1) <= 1.5.
 
-    python benchmarks/bench_fleet.py
+    python -m benchmarks.bench_fleet
 Needs openssh-server; builds its models with TensorFlow and a device venv
 (numpy + ai-edge-litert) the first time.
 """
@@ -23,10 +23,9 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "tests"))
 
-from sshd_fixture import keygen, start_sshd  # noqa: E402
-from venvs import device_python  # noqa: E402
+from tests.support.sshd import keygen, start_sshd
+from tests.support.venvs import device_python
 
 
 def edgebench(*args: str, env: dict[str, str]) -> tuple[float, str]:
@@ -68,7 +67,7 @@ def main() -> None:
     servers = [start_sshd(tmp / f"sshd-{i}", public, key, "INFO") for i in range(16)]
     try:
         (home / ".ssh" / "known_hosts").write_text("".join(s.known_hosts_line + "\n" for s in servers))
-        subprocess.run([sys.executable, str(HERE.parent / "tests" / "build_models.py"), str(tmp)], check=True,
+        subprocess.run([sys.executable, str(HERE.parent / "tests" / "support" / "build_models.py"), str(tmp)], check=True,
                        env=env, capture_output=True)
         edgebench("convert", str(tmp / "mobilenet.keras"), "--variants", "fp32,fp16,int8", "-o", str(tmp / "mb"),
                   env=env)

@@ -20,7 +20,8 @@ Every JSON object carries ``schema_version`` (1) and ``type``:
 
 A job CELL is {"id", "model_path", "runs", "min_seconds", "max_runs",
 "warmup", "warmup_seconds", "threads", "delegate", "eval_inputs",
-"timeout_s"}; see ``measure.py`` for the result fields.
+"cell_timeout_s"}; missing measurement fields take DEFAULTS. See
+``measure.py`` for the result fields.
 
 Frames are capped at MAX_FRAME_BYTES; NaN and Infinity are never written (the
 host rejects them). The C runtime may print to fd 1, so the agent moves fd 1
@@ -33,3 +34,8 @@ PROTOCOL_VERSION = 1
 SCHEMA_VERSION = 1
 FRAME_MAGIC = b"EDGEBENCH1"
 MAX_FRAME_BYTES = 64 * 1024 * 1024
+
+# Measurement defaults for the host (edgebench run) and the agent (serve and standalone) alike:
+# those of LiteRT's benchmark_model (at least 50 runs and 1 s; at least 1 warm-up run and 0.5 s).
+DEFAULTS = {"runs": 50, "min_seconds": 1.0, "warmup": 1, "warmup_seconds": 0.5, "max_runs": 10000,
+            "cell_timeout_s": 600.0}

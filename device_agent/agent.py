@@ -9,7 +9,7 @@ import sys
 import tempfile
 import time
 
-from . import AGENT_VERSION, FRAME_MAGIC, MAX_FRAME_BYTES, SCHEMA_VERSION, environment
+from . import AGENT_VERSION, DEFAULTS, FRAME_MAGIC, MAX_FRAME_BYTES, SCHEMA_VERSION, environment
 from .runtime import EnvironmentProblem, find_runtime
 
 try:
@@ -18,7 +18,6 @@ except ImportError:  # no numpy: find_runtime() fails too and says so in a fatal
     measure = None  # type: ignore[assignment]
 
 STDERR_TAIL_BYTES = 2000
-DEFAULT_CELL_TIMEOUT_S = 600.0
 
 
 def _frames_fd():
@@ -89,7 +88,7 @@ def run_isolated(cell, runtime):
 
     Forking after the runtime import keeps per-model start-up cost near zero.
     """
-    timeout = float(cell.get("timeout_s") or DEFAULT_CELL_TIMEOUT_S)
+    timeout = float(cell.get("cell_timeout_s") or DEFAULTS["cell_timeout_s"])
     started = time.perf_counter_ns()
     err = tempfile.TemporaryFile()
     rfd, wfd = os.pipe()
@@ -188,14 +187,15 @@ def standalone(argv):
                                 description="Benchmark one .tflite model on this device "
                                             "(or: serve | probe for the edgebench host).")
     p.add_argument("model")
-    p.add_argument("--runs", type=int, default=50, help="measured runs, at least (default 50)")
-    p.add_argument("--min-seconds", type=float, default=1.0, help="measure for at least this long (default 1)")
-    p.add_argument("--max-runs", type=int, default=10000)
-    p.add_argument("--warmup", type=int, default=1, help="warm-up runs, at least (default 1)")
-    p.add_argument("--warmup-seconds", type=float, default=0.5)
+    p.add_argument("--runs", type=int, default=DEFAULTS["runs"], help="measured runs, at least (default %(default)s)")
+    p.add_argument("--min-seconds", type=float, default=DEFAULTS["min_seconds"],
+                   help="measure for at least this long (default %(default)s)")
+    p.add_argument("--max-runs", type=int, default=DEFAULTS["max_runs"])
+    p.add_argument("--warmup", type=int, default=DEFAULTS["warmup"], help="warm-up runs, at least (default %(default)s)")
+    p.add_argument("--warmup-seconds", type=float, default=DEFAULTS["warmup_seconds"])
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--runtime", default="auto", help="ai_edge_litert, tflite_runtime, tensorflow or auto")
-    p.add_argument("--timeout", type=float, default=DEFAULT_CELL_TIMEOUT_S)
+    p.add_argument("--timeout", type=float, default=DEFAULTS["cell_timeout_s"])
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     a = p.parse_args(argv)
     if not os.path.isfile(a.model):
@@ -207,7 +207,7 @@ def standalone(argv):
         sys.stderr.write("error: %s\n" % exc)
         return 3
     cell = {"model_path": a.model, "runs": a.runs, "min_seconds": a.min_seconds, "max_runs": a.max_runs,
-            "warmup": a.warmup, "warmup_seconds": a.warmup_seconds, "threads": a.threads, "timeout_s": a.timeout}
+            "warmup": a.warmup, "warmup_seconds": a.warmup_seconds, "threads": a.threads, "cell_timeout_s": a.timeout}
     result = run_isolated(cell, runtime)
     result.update(schema_version=SCHEMA_VERSION, model=a.model, runtime=runtime.describe(),
                   env=environment.describe(runtime), latency_ms=measure.summarize(result.get("samples_ms") or []))

@@ -26,6 +26,8 @@ import time
 
 import numpy as np
 
+from . import DEFAULTS
+
 _INT_RANGES = {
     "int8": (-128, 127),
     "uint8": (0, 255),
@@ -303,16 +305,18 @@ def measure(cell, runtime):
     # sequence starts from the same state.
     reset = interpreter.reset_all_variables
     invoke = interpreter.invoke
-    max_runs = int(cell.get("max_runs", 10000))
+    max_runs = int(cell.get("max_runs", DEFAULTS["max_runs"]))
     try:
         reset()
         t3 = time.perf_counter_ns()
         invoke()
         result["first_inference_ms"] = _ms(time.perf_counter_ns() - t3)
-        warm = timed_loop(invoke, int(cell.get("warmup", 1)), float(cell.get("warmup_seconds", 0.5)), max_runs)
+        warm = timed_loop(invoke, int(cell.get("warmup", DEFAULTS["warmup"])),
+                          float(cell.get("warmup_seconds", DEFAULTS["warmup_seconds"])), max_runs)
         reset()
         t4 = time.perf_counter_ns()
-        samples = timed_loop(invoke, int(cell.get("runs", 50)), float(cell.get("min_seconds", 1.0)), max_runs)
+        samples = timed_loop(invoke, int(cell.get("runs", DEFAULTS["runs"])),
+                             float(cell.get("min_seconds", DEFAULTS["min_seconds"])), max_runs)
     except Exception as exc:
         raise CellFailure("failed_to_invoke", "invoke", exc)
     rss_after = _status_kb("VmRSS")

@@ -3,6 +3,9 @@
 Exit codes: 0 success, 1 a budget is broken, 2 bad input (file/line or device
 named), 3 the run finished but some cells failed, 4 an edgebench bug, 130
 interrupted.
+
+Each command is two small functions here: its arguments, and the call of its
+command function with them (COMMANDS).
 """
 
 from __future__ import annotations
@@ -10,126 +13,173 @@ from __future__ import annotations
 import argparse
 import sys
 import traceback
+from collections.abc import Callable
+from dataclasses import fields
 from pathlib import Path
 
 from . import __version__, commands
-from .errors import EdgebenchError, ExitCode
+from .common.errors import EdgebenchError, ExitCode
+from .config.settings import MeasureSettings, RunPolicy, cli_flag
+
+Args = argparse.Namespace
+
+
+def _store(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--store", type=Path, help="results database (default .edgebench/results.sqlite or $EDGEBENCH_STORE)")
+
+
+def _devices(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--inventory", type=Path)
+    sp.add_argument("--devices", help="names, groups or tags, comma-separated")
+    sp.add_argument("--trust-new-hosts", action="store_true", help="accept and record unknown SSH host keys")
+
+
+def _measure_flags(sp: argparse.ArgumentParser) -> None:
+    """One flag per measurement setting, named and described where the setting is defined."""
+    for f in fields(MeasureSettings):
+        flag = cli_flag(f.name)
+        if flag is None:
+            continue
+        kind = f.metadata["kind"]
+        if kind is bool:
+            sp.add_argument(flag, dest=f.name, action="store_true", default=None, help=f.metadata["help"])
+        else:
+            sp.add_argument(flag, dest=f.name, type=kind, help=f"{f.metadata['help']} (default {f.default})")
+
+
+def _convert_args(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("model", type=Path)
+    sp.add_argument("--variants", help="comma-separated: fp32,fp16,dynamic,int8,int16x8 (default all)")
+    sp.add_argument("--calibration", type=Path,
+                    help=".npy/.npz samples or a folder of images (default: random, flagged in every report)")
+    sp.add_argument("--image-range", metavar="LOW,HIGH", help="pixel range images are scaled to (default -1,1)")
+    sp.add_argument("--recipes", type=Path, help="YAML recipes: extra variants or options (io_type, select_tf_ops)")
+    sp.add_argument("--eval-data", type=Path, help=".npy/.npz evaluation inputs for accuracy")
+    sp.add_argument("--custom-objects", type=Path, help="Python file defining the model's custom layers")
+    sp.add_argument("-o", "--out", dest="out_dir", type=Path, help="output directory (default MODEL_tflite)")
+    sp.add_argument("-j", "--jobs", type=int, help="parallel conversions (default: CPU count)")
+
+
+def _convert(a: Args) -> int:
+    return commands.cmd_convert(a.model, variants=a.variants, calibration=a.calibration, eval_data=a.eval_data,
+                                custom_objects=a.custom_objects, out_dir=a.out_dir, jobs=a.jobs, recipes=a.recipes,
+                                image_range=a.image_range)
+
+
+def _devices_args(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("action", nargs="?", choices=["list", "check", "setup", "purge"], default="list",
+                    help="list: probe each device; check: also host key, numpy, disk, temperature, throttling; "
+                         "setup: create a venv with numpy and a runtime on it; purge: delete its edgebench cache")
+    sp.add_argument("--runtime", default="auto", help="for setup: ai_edge_litert, tflite_runtime or auto")
+    _devices(sp)
+    sp.add_argument("--json", action="store_true")
+
+
+def _devices_cmd(a: Args) -> int:
+    if a.action == "purge":
+        return commands.cmd_purge(inventory=a.inventory, devices=a.devices, trust_new_hosts=a.trust_new_hosts)
+    if a.action == "setup":
+        return commands.cmd_setup(inventory=a.inventory, devices=a.devices, runtime=a.runtime,
+                                  trust_new_hosts=a.trust_new_hosts)
+    return commands.cmd_devices(inventory=a.inventory, devices=a.devices, trust_new_hosts=a.trust_new_hosts,
+                                as_json=a.json, detailed=a.action == "check")
+
+
+def _run_args(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("suite", nargs="?", type=Path, help="suite file (default ./suite.yaml when present)")
+    sp.add_argument("--models", type=Path, action="append", help="converted directory or .tflite (repeatable)")
+    _devices(sp)
+    _measure_flags(sp)
+    sp.add_argument("--label")
+    sp.add_argument("--resume", metavar="RUN", help="continue an interrupted run, measuring only what is missing")
+    sp.add_argument("--budgets", type=Path, help="gate the run on this budgets file")
+    sp.add_argument("--ship-failed", action="store_true",
+                    help="also measure variants that failed on the host (a device's runtime may still load them)")
+    sp.add_argument("-q", "--quiet", action="store_true")
+    _store(sp)
+
+
+def _run(a: Args) -> int:
+    measure = {f.name: getattr(a, f.name) for f in fields(MeasureSettings) if hasattr(a, f.name)}
+    return commands.cmd_run(a.suite, models=a.models, inventory=a.inventory, devices=a.devices, label=a.label,
+                            store=a.store, resume=a.resume, measure=measure, quiet=a.quiet, gate_budgets=a.budgets,
+                            policy=RunPolicy(trust_new_hosts=a.trust_new_hosts, ship_failed=a.ship_failed))
+
+
+def _report_args(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--run", default="latest")
+    sp.add_argument("--baseline", help="run id or label to compare against")
+    sp.add_argument("-o", "--out", dest="out_path", type=Path)
+    _store(sp)
+
+
+def _report(a: Args) -> int:
+    return commands.cmd_report(run=a.run, baseline=a.baseline, out_path=a.out_path, store=a.store)
+
+
+def _gate_args(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--budgets", type=Path, required=True)
+    sp.add_argument("--run", default="latest")
+    sp.add_argument("--baseline")
+    sp.add_argument("--junit", type=Path)
+    sp.add_argument("--markdown", type=Path)
+    sp.add_argument("--allow-missing", action="store_true", help="unmeasured cells warn instead of failing")
+    _store(sp)
+
+
+def _gate(a: Args) -> int:
+    return commands.cmd_gate(a.budgets, run=a.run, baseline=a.baseline, junit=a.junit, markdown=a.markdown,
+                             allow_missing=a.allow_missing, store=a.store)
+
+
+def _export_args(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--run", default="latest")
+    sp.add_argument("--format", default="json", choices=["json", "pytest-benchmark"])
+    _store(sp)
+
+
+def _export(a: Args) -> int:
+    return commands.cmd_export(run=a.run, fmt=a.format, store=a.store)
+
+
+def _demo_args(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--runs", type=int)
+    _store(sp)
+
+
+def _demo(a: Args) -> int:
+    return commands.cmd_demo(store=a.store, runs=a.runs)
+
+
+Command = tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[Args], int]]
+COMMANDS: dict[str, Command] = {
+    "convert": ("convert a Keras/SavedModel model into TFLite variants", _convert_args, _convert),
+    "devices": ("list devices and whether each is reachable", _devices_args, _devices_cmd),
+    "run": ("benchmark every variant on every selected device", _run_args, _run),
+    "report": ("write a self-contained HTML report", _report_args, _report),
+    "gate": ("check a run against latency budgets (exit 1 when one is broken)", _gate_args, _gate),
+    "export": ("print a run as JSON", _export_args, _export),
+    "demo": ("convert the bundled model, benchmark it here, write reports/demo.html", _demo_args, _demo),
+}
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="edgebench", description="Benchmark TFLite variants of Keras models on edge devices.")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="re-raise internal errors with their traceback")
+    p = argparse.ArgumentParser(prog="edgebench", description="Benchmark TFLite variants of Keras models on edge devices.",
+                                parents=[common])
     p.add_argument("--version", action="version", version=f"edgebench {__version__}")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    def store_arg(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--store", type=Path, help="results database (default .edgebench/results.sqlite or $EDGEBENCH_STORE)")
-
-    c = sub.add_parser("convert", help="convert a Keras/SavedModel model into TFLite variants")
-    c.add_argument("model", type=Path)
-    c.add_argument("--variants", help="comma-separated: fp32,fp16,dynamic,int8,int16x8 (default all)")
-    c.add_argument("--calibration", type=Path,
-                   help=".npy/.npz samples or a folder of images (default: random, flagged in every report)")
-    c.add_argument("--image-range", metavar="LOW,HIGH", help="pixel range images are scaled to (default -1,1)")
-    c.add_argument("--recipes", type=Path, help="YAML recipes: extra variants or options (io_type, select_tf_ops)")
-    c.add_argument("--eval-data", type=Path, help=".npy/.npz evaluation inputs for accuracy")
-    c.add_argument("--custom-objects", type=Path, help="Python file defining the model's custom layers")
-    c.add_argument("-o", "--out", type=Path, help="output directory (default MODEL_tflite)")
-    c.add_argument("-j", "--jobs", type=int, help="parallel conversions (default: CPU count)")
-
-    d = sub.add_parser("devices", help="list devices and whether each is reachable")
-    d.add_argument("action", nargs="?", choices=["list", "check", "setup", "purge"], default="list",
-                   help="list: probe each device; check: also host key, numpy, disk, temperature, throttling; "
-                        "setup: create a venv with numpy and a runtime on it; purge: delete its edgebench cache")
-    d.add_argument("--runtime", default="auto", help="for setup: ai_edge_litert, tflite_runtime or auto")
-    d.add_argument("--inventory", type=Path)
-    d.add_argument("--devices", help="names, groups or tags, comma-separated")
-    d.add_argument("--trust-new-hosts", action="store_true", help="accept and record unknown SSH host keys")
-    d.add_argument("--json", action="store_true")
-
-    r = sub.add_parser("run", help="benchmark every variant on every selected device")
-    r.add_argument("suite", nargs="?", type=Path, help="suite file (default ./suite.yaml when present)")
-    r.add_argument("--models", type=Path, action="append", help="converted directory or .tflite (repeatable)")
-    r.add_argument("--inventory", type=Path)
-    r.add_argument("--devices", help="names, groups or tags, comma-separated")
-    r.add_argument("--runs", type=int)
-    r.add_argument("--warmup", type=int)
-    r.add_argument("--min-seconds", type=float)
-    r.add_argument("--threads", type=int)
-    r.add_argument("--repeats", type=int, help="measure each variant N times, interleaved across variants")
-    r.add_argument("--label")
-    r.add_argument("--resume", metavar="RUN", help="continue an interrupted run, measuring only what is missing")
-    r.add_argument("--trust-new-hosts", action="store_true", help="accept and record unknown SSH host keys")
-    r.add_argument("--cell-timeout", type=float, help="seconds before a silent cell is killed (default 600)")
-    r.add_argument("--budgets", type=Path, help="gate the run on this budgets file")
-    r.add_argument("--op-profile", action="store_true", help="benchmark_model devices: record per-op timings")
-    r.add_argument("--ship-failed", action="store_true",
-                   help="also measure variants that failed on the host (a device's runtime may still load them)")
-    r.add_argument("-q", "--quiet", action="store_true")
-    store_arg(r)
-
-    rep = sub.add_parser("report", help="write a self-contained HTML report")
-    rep.add_argument("--run", default="latest")
-    rep.add_argument("--baseline", help="run id or label to compare against")
-    rep.add_argument("-o", "--out", type=Path)
-    store_arg(rep)
-
-    g = sub.add_parser("gate", help="check a run against latency budgets (exit 1 when one is broken)")
-    g.add_argument("--budgets", type=Path, required=True)
-    g.add_argument("--run", default="latest")
-    g.add_argument("--baseline")
-    g.add_argument("--junit", type=Path)
-    g.add_argument("--markdown", type=Path)
-    g.add_argument("--allow-missing", action="store_true", help="unmeasured cells warn instead of failing")
-    store_arg(g)
-
-    e = sub.add_parser("export", help="print a run as JSON")
-    e.add_argument("--run", default="latest")
-    e.add_argument("--format", default="json", choices=["json", "pytest-benchmark"])
-    store_arg(e)
-
-    demo = sub.add_parser("demo", help="convert the bundled model, benchmark it here, write reports/demo.html")
-    demo.add_argument("--runs", type=int)
-    store_arg(demo)
+    for name, (help_text, add_arguments, _) in COMMANDS.items():
+        add_arguments(sub.add_parser(name, help=help_text, parents=[common]))
     return p
-
-
-def dispatch(a: argparse.Namespace) -> int:
-    if a.command == "convert":
-        return commands.cmd_convert(a.model, variants=a.variants, calibration=a.calibration, eval_data=a.eval_data,
-                                    custom_objects=a.custom_objects, out=a.out, jobs=a.jobs, recipes=a.recipes,
-                                    image_range=a.image_range)
-    if a.command == "devices":
-        if a.action == "purge":
-            return commands.cmd_purge(inventory=a.inventory, devices=a.devices, trust_new_hosts=a.trust_new_hosts)
-        if a.action == "setup":
-            return commands.cmd_setup(inventory=a.inventory, devices=a.devices, runtime=a.runtime,
-                                      trust_new_hosts=a.trust_new_hosts)
-        return commands.cmd_devices(inventory=a.inventory, devices=a.devices, trust_new_hosts=a.trust_new_hosts,
-                                    as_json=a.json, detailed=a.action == "check")
-    if a.command == "run":
-        return commands.cmd_run(a.suite, models=a.models, inventory=a.inventory, devices=a.devices, runs=a.runs,
-                                warmup=a.warmup, min_seconds=a.min_seconds, threads=a.threads, repeats=a.repeats,
-                                label=a.label,
-                                store=a.store, resume=a.resume, trust_new_hosts=a.trust_new_hosts,
-                                cell_timeout=a.cell_timeout, quiet=a.quiet, gate_budgets=a.budgets,
-                                op_profile=a.op_profile, ship_failed=a.ship_failed)
-    if a.command == "report":
-        return commands.cmd_report(run=a.run, baseline=a.baseline, out=a.out, store=a.store)
-    if a.command == "gate":
-        return commands.cmd_gate(a.budgets, run=a.run, baseline=a.baseline, junit=a.junit, markdown=a.markdown,
-                                 allow_missing=a.allow_missing, store=a.store)
-    if a.command == "export":
-        return commands.cmd_export(run=a.run, fmt=a.format, store=a.store)
-    if a.command == "demo":
-        return commands.cmd_demo(store=a.store, runs=a.runs)
-    raise AssertionError(a.command)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return int(dispatch(args))
+        return int(COMMANDS[args.command][2](args))
     except EdgebenchError as exc:
         print(f"edgebench: error: {exc}", file=sys.stderr)
         return int(exc.exit_code)
@@ -137,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         print("edgebench: interrupted", file=sys.stderr)
         return int(ExitCode.INTERRUPTED)
     except Exception:
-        if args.debug:
+        if getattr(args, "debug", False):
             raise
         traceback.print_exc()
         print("edgebench: internal error (a bug: please report it with the traceback above)", file=sys.stderr)

@@ -2,35 +2,17 @@
 
 from __future__ import annotations
 
-import io
 import os
 import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
-from contextlib import redirect_stderr, redirect_stdout
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from harness.cli import main
-from sshd_fixture import free_port
-
-
-@dataclass
-class CliResult:
-    code: int
-    out: str
-    err: str
-
-
-def run_cli(*argv: str) -> CliResult:
-    """Run `edgebench ARGV` in-process, as a user would from a shell."""
-    out, err = io.StringIO(), io.StringIO()
-    with redirect_stdout(out), redirect_stderr(err):
-        code = main([str(a) for a in argv])
-    return CliResult(code, out.getvalue(), err.getvalue())
+from tests.support.cli import run_cli
+from tests.support.sshd import free_port, ssh_home, sshd_servers  # noqa: F401  (fixtures for every test module)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -50,7 +32,7 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
 def keras_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Small Keras models saved as .keras files (built in a child process: no TensorFlow in pytest)."""
     out = tmp_path_factory.mktemp("keras")
-    subprocess.run([sys.executable, str(Path(__file__).parent / "build_models.py"), str(out)], check=True,
+    subprocess.run([sys.executable, str(Path(__file__).parent / "support" / "build_models.py"), str(out)], check=True,
                    env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"), capture_output=True)
     return {p.stem: p for p in out.iterdir()}
 

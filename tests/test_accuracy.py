@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_tflite_file import convert_test_models, interpreter
+from tests.support.tflite_models import convert_test_models, interpreter
 
-from harness.accuracy import SNR_CAP_DB, compare, dequantize, quantize
-from harness.tflite_file import read_tflite
+from harness.results.accuracy import SNR_CAP_DB, compare, dequantize, quantize
+from harness.conversion.tflite_file import read_tflite
 
 
 def metrics(ref: np.ndarray, out: np.ndarray) -> dict[str, float | None]:

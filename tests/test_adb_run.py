@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from adb_device import AdbTestDevice
-from conftest import run_cli
+from tests.support.adb_device import AdbTestDevice
+from tests.support.cli import run_cli
 
 STAND_IN = """#!/bin/sh
 # Stand-in for LiteRT's benchmark_model (an ARM binary): records its argv, prints the documented output.

@@ -21,14 +21,14 @@ from pathlib import Path
 
 import pytest
 
-from adb_device import AdbTestDevice
-from sshd_fixture import free_port
-from harness.errors import EdgebenchError
-from harness.inventory import Device
-from harness.protocol import check_cell, encode_job, read_frame
-from harness.shipping import agent_zip, ship
-from harness.transport import TransportError, make_transport
-from harness.transport.adb import AdbTransport
+from tests.support.adb_device import AdbTestDevice
+from tests.support.sshd import free_port
+from harness.common.errors import EdgebenchError
+from harness.config.inventory import Device
+from harness.fleet.protocol import check_cell, encode_job, read_frame
+from harness.fleet.shipping import agent_zip, ship
+from harness.fleet.transport import TransportError, make_transport
+from harness.fleet.transport.adb import AdbTransport
 
 ADB = shutil.which("adb")
 

@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from harness.protocol import check_cell, encode_job, read_frame
-from harness.shipping import agent_zip
+from harness.fleet.protocol import check_cell, encode_job, read_frame
+from harness.fleet.shipping import agent_zip
 
 
 def _standalone(*args: str) -> subprocess.CompletedProcess[str]:
@@ -68,7 +68,7 @@ def test_a_crashing_model_is_one_failed_cell_and_the_rest_go_on(converted: Path,
         _cell("before", model),
         _cell("segv", model, delegate={"name": "bad", "library": str(native_lib), "options": {"mode": "segv"}}),
         _cell("abort", model, delegate={"name": "bad", "library": str(native_lib), "options": {"mode": "abort"}}),
-        _cell("hang", model, timeout_s=2,
+        _cell("hang", model, cell_timeout_s=2,
               delegate={"name": "bad", "library": str(native_lib), "options": {"mode": "hang"}}),
         _cell("after", model),
     ])

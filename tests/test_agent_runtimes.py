@@ -26,9 +26,9 @@ import numpy as np
 import pytest
 
 import device_agent
-from harness.protocol import check_cell, encode_job, read_frame
-from harness.shipping import agent_zip
-from venvs import VENVS, device_python
+from harness.fleet.protocol import check_cell, encode_job, read_frame
+from harness.fleet.shipping import agent_zip
+from tests.support.venvs import VENVS, device_python
 
 RUNTIMES = {"litert": ("ai_edge_litert", "2.3.0"), "tflite": ("tflite_runtime", "2.14.0")}
 # dtype models: name -> (input dtypes, allowed error relative to the largest reference value)
@@ -52,7 +52,7 @@ def venvs() -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("agent-models")
-    done = subprocess.run([sys.executable, str(Path(__file__).parent / "agent_models.py"), str(out)],
+    done = subprocess.run([sys.executable, str(Path(__file__).parent / "support" / "agent_models.py"), str(out)],
                           capture_output=True, text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"), timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     return out

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from conftest import run_cli
+from tests.support.cli import run_cli
 
 EXPORT_CELL_FIELDS = {"device", "model", "variant", "status", "error", "latency_ms", "init_ms", "first_inference_ms",
                       "peak_rss_mb", "model_bytes", "runtime", "threads", "delegate"}
@@ -165,7 +165,7 @@ def test_suite_file_drives_a_run(tmp_path: Path, converted: Path) -> None:
 
 
 def test_report_of_a_real_run_in_chromium(measured: dict[str, Any], store: Path, tmp_path: Path) -> None:
-    from browser import Browser
+    from tests.support.browser import Browser
 
     out = tmp_path / "real.html"
     assert run_cli("report", "--store", store, "-o", out).code == 0
@@ -233,9 +233,9 @@ def test_ctrl_c_leaves_a_resumable_run(converted: Path, store: Path) -> None:
 
 def test_edge_tpu_detection_on_a_fabricated_sysfs(tmp_path: Path) -> None:
     """No Coral here: the probe script runs for real on a directory tree shaped like /dev and /sys."""
-    from harness.commands import edgetpu_info
-    from harness.inventory import local_device
-    from harness.transport.local import LocalTransport
+    from harness.commands.devices import edgetpu_info
+    from harness.config.inventory import local_device
+    from harness.fleet.transport.local import LocalTransport
 
     transport = LocalTransport(local_device())
     assert edgetpu_info(transport, str(tmp_path))["attached"] is None

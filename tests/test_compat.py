@@ -7,11 +7,11 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
-from test_tflite_file import convert_test_models, interpreter
+from tests.support.tflite_models import convert_test_models, interpreter
 
-from harness import compat
-from harness.compat import check, parse_version
-from harness.tflite_file import BUILTIN_OPERATORS, CUSTOM_CODE, OperatorCode, read_tflite
+from harness.conversion import compat
+from harness.conversion.compat import check, parse_version
+from harness.conversion.tflite_file import BUILTIN_OPERATORS, CUSTOM_CODE, OperatorCode, read_tflite
 
 
 @pytest.fixture(scope="module")

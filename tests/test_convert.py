@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from conftest import run_cli
+from tests.support.cli import run_cli
 
 
 def _manifest(out: Path) -> dict[str, Any]:

@@ -17,22 +17,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-from harness.errors import EdgebenchError, ExitCode
-from harness.gate import (
-    Evaluation,
-    GateResult,
-    Verdict,
-    evaluate,
-    load_budgets,
-    make_check,
-    markdown_summary,
-    pytest_benchmark_json,
-    quantile_ci95,
-    text_summary,
-    write_junit,
-)
-from harness.stats import latency_summary, mann_whitney_p, median_ci95, validity_flags
-from harness.store import Store
+from harness.common.errors import EdgebenchError, ExitCode
+from harness.gate.budgets import load_budgets
+from harness.gate.checks import Verdict, make_check
+from harness.gate.evaluate import Evaluation, GateResult, evaluate
+from harness.gate.writers import markdown_summary, text_summary, write_junit
+from harness.results.export import pytest_benchmark_json
+from harness.results.stats import latency_summary, mann_whitney_p, median_ci95, quantile_ci95, validity_flags
+from harness.results.store import Store
 
 pytest_plugins = ["pytester"]
 
@@ -365,7 +357,7 @@ def test_pytest_plugin_on_a_real_store(pytester: pytest.Pytester, tmp_path: Path
     store.finish_run(run_id)
     store.close()
     pytester.makepyfile(test_budgets="""
-        from harness.pytest_plugin import assert_budget
+        from harness.gate.pytest_plugin import assert_budget
 
         def test_fits(edgebench_run):
             assert_budget(edgebench_run, model="mobile*", device="ci", p90_ms=100, peak_rss_mb=100)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,14 +13,17 @@ from typing import Any
 import numpy as np
 import pytest
 
-from harness.errors import EdgebenchError
-from harness.gate import evaluate, load_budgets
-from harness.report import (baseline_delta, pareto_front, recommend, render_index, render_report, script_json)
+from harness.common.errors import EdgebenchError
+from harness.gate.budgets import load_budgets
+from harness.gate.evaluate import evaluate
+from harness.report.plots import pareto_front
+from harness.report.recommend import recommend
+from harness.report.render import render_index, render_report, script_json
+from harness.report.view import baseline_delta
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from bench_report import fleet_export, synthetic_cell, synthetic_export  # noqa: E402
+from tests.support.synthetic import fleet_export, synthetic_cell, synthetic_export
 
-from browser import Browser, find_chromium  # noqa: E402
+from tests.support.browser import Browser, find_chromium
 
 XSS = "<script>alert(1)</script>"
 WEIRD_DEVICE = 'rpi<b>5</b> & "lab"'
@@ -306,7 +308,7 @@ def test_report_in_chromium(browser: Browser, report: Path, export: dict[str, An
 
 
 def test_predicted_compatibility_from_the_converted_files() -> None:
-    from harness.report import predicted_compatibility
+    from harness.report.view import predicted_compatibility
 
     def cell(variant: str, loadable: bool) -> dict[str, Any]:
         verdict = {"loadable": loadable, "problems": [] if loadable else ["FULLY_CONNECTED version 12"], "unknowns": []}

@@ -21,9 +21,9 @@ from typing import Any
 
 import pytest
 
-from conftest import run_cli
-from sshd_fixture import SSHServer, free_port, keygen, ssh_home, sshd_servers  # noqa: F401  (pytest fixtures)
-from venvs import device_python
+from tests.support.cli import run_cli
+from tests.support.sshd import SSHServer, free_port, keygen
+from tests.support.venvs import device_python
 
 
 @pytest.fixture(scope="module")

@@ -12,12 +12,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from sshd_fixture import (SSHServer, command_names, free_port, group_members, keygen, pid_alive,  # noqa: F401
-                          process_tree, ssh_home, sshd_servers)
 
-from harness.inventory import Device
-from harness.transport.base import TransportError
-from harness.transport.ssh import SSHTransport
+from harness.config.inventory import Device
+from harness.fleet.transport.base import TransportError
+from harness.fleet.transport.ssh import SSHTransport
+from tests.support.sshd import SSHServer, command_names, free_port, group_members, keygen, pid_alive, process_tree
 
 Servers = Callable[..., list[SSHServer]]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness.stats import latency_summary, mann_whitney_p, median_ci95, validity_flags
+from harness.results.stats import latency_summary, mann_whitney_p, median_ci95, validity_flags
 
 
 def test_mann_whitney_matches_scipy_with_ties() -> None:
@@ -45,7 +45,7 @@ def test_validity_flags() -> None:
 
 
 def test_delegate_flags_make_a_cpu_fallback_visible() -> None:
-    from harness.stats import delegate_flags
+    from harness.results.stats import delegate_flags
 
     assert delegate_flags({"name": "xnnpack", "coverage": {"partitions": 1, "cpu_ops": 0}}) == []
     assert delegate_flags({"name": "xnnpack", "coverage": {"partitions": 2, "cpu_ops": 1}}) == ["cpu_fallback"]

@@ -23,13 +23,16 @@ from __future__ import annotations
 
 import os
 import stat
+from typing import Any
 from pathlib import Path
 
 import pytest
 
-from harness.benchmark_model import UNAVAILABLE, benchmark_model_argv, parse_benchmark_output
-from harness.edgetpu import compile_for_edgetpu, parse_compiler_output
-from harness.errors import EdgebenchError
+from harness.fleet.benchmark_model import UNAVAILABLE, benchmark_model_argv, parse_benchmark_output
+from harness.fleet.jobs import ModelVariant
+from harness.results.record import Cell, Status, build_cell
+from harness.conversion.edgetpu import compile_for_edgetpu, parse_compiler_output
+from harness.common.errors import EdgebenchError
 
 # --- benchmark_model --------------------------------------------------------------------------------------
 
@@ -176,6 +179,13 @@ INFO: Running benchmark for at least 1 iterations and at least 0.5 seconds but t
 """
 
 
+def _cell(parsed: dict[str, Any]) -> Cell:
+    """The cell the runner builds from one benchmark_model run."""
+    mv = ModelVariant("m", "fp32", None)
+    return build_cell("phone", mv, Status(parsed["status"]), parsed["error"],
+                      {k: v for k, v in parsed.items() if k not in ("status", "error")})  # type: ignore[arg-type]
+
+
 def test_current_build_read_from_logcat() -> None:
     r = parse_benchmark_output(LOGCAT_RUN, returncode=0)
     assert (r["status"], r["error"], r["stderr_tail"]) == ("ok", None, None)
@@ -189,7 +199,8 @@ def test_current_build_read_from_logcat() -> None:
     assert r["peak_rss_mb"] == pytest.approx(45.7031) and r["rss_growth_mb"] == pytest.approx(40.0469)
     assert r["threads"] == 4
     assert r["delegate"] == {"name": "xnnpack", "coverage": {"partitions": 2, "cpu_ops": 2}}
-    assert r["flags"] == ["too_few_samples_p90", "too_few_samples_p99"]
+    # Flags are the cell's, computed where every cell is built: the tool's own coverage line shows the fallback.
+    assert _cell(r)["flags"] == ["cpu_fallback", "too_few_samples_p90", "too_few_samples_p99"]
     assert set(UNAVAILABLE) <= set(r["unavailable"]) and "latency_ms.samples" in r["unavailable"]
     bm = r["benchmark_model"]
     assert bm["model_size_mb"] == pytest.approx(13.9874) and bm["init_memory_mb"] == pytest.approx(31.5625)
@@ -227,7 +238,7 @@ def test_only_the_summary_line_survived_a_grep() -> None:
     r = parse_benchmark_output(line)
     assert r["status"] == "ok"
     assert r["latency_ms"]["mean"] == pytest.approx(14.5752) and r["latency_ms"]["count"] is None
-    assert r["flags"] == []
+    assert _cell(r)["flags"] == []
 
 
 @pytest.mark.parametrize("text, returncode, status, error_part", [

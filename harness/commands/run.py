@@ -1,0 +1,132 @@
+"""`edgebench run`: a suite (or --models) on the selected devices, each cell stored as it arrives."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from .. import __version__
+from ..common.errors import EdgebenchError, ExitCode
+from ..config.inventory import Device, Inventory
+from ..config.settings import MeasureSettings, RunPolicy, cli_flag
+from ..config.suite import ModelEntry, Suite, load_suite
+from ..conversion.recipes import parse_variants
+from ..fleet.jobs import ModelVariant, discover, from_converted
+from ..fleet.runner import measure_all
+from ..results.record import Cell, DeviceRecord, Status, p50
+from ..results.store import Store, store_path
+from .convert import convert_validated
+from .output import default_inventory, out, summary_table
+from .results import cmd_gate
+
+DEFAULT_SUITE = Path("suite.yaml")
+CONVERTED_DIR = Path(".edgebench") / "converted"
+
+
+def _variants_for(entry: ModelEntry, stream: TextIO) -> list[ModelVariant]:
+    if entry.is_source:
+        name = entry.name or entry.path.stem
+        target = CONVERTED_DIR / name
+        print(f"converting {entry.path} -> {target}", file=stream)
+        convert_validated(entry.path, target, variants=parse_variants(entry.variants), calibration=entry.calibration,
+                          eval_data=entry.eval_data, custom_objects=entry.custom_objects, name=name)
+        return from_converted(target, entry.variants)
+    return discover(entry.path, entry.variants)
+
+
+def _git_commit() -> str | None:
+    try:
+        done = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() or None if done.returncode == 0 else None
+
+
+@dataclass
+class _Plan:
+    suite: Suite
+    inventory: Inventory
+    devices: list[Device]
+    settings: MeasureSettings
+    variants: list[ModelVariant]
+
+
+def _plan(suite_path: Path | None, models: list[Path] | None, inventory: Path | None, devices: str | None,
+          measure: Mapping[str, Any], stream: TextIO) -> _Plan:
+    """What to measure where, with which settings: the suite's, overridden by the command line."""
+    if suite_path is None and not models and DEFAULT_SUITE.exists():
+        suite_path = DEFAULT_SUITE
+    suite = load_suite(suite_path) if suite_path else Suite(path=None)
+    entries = [ModelEntry(p) for p in models] if models else suite.models
+    if not entries:
+        raise EdgebenchError("nothing to run: give a suite file, --models, or put a suite.yaml here")
+    inv = default_inventory(inventory or suite.inventory)
+    settings = MeasureSettings().merged(suite.settings, lambda key: suite.settings_where.get(key, "suite"))
+    settings = settings.merged(measure, lambda key: cli_flag(key) or key)
+    return _Plan(suite, inv, inv.select(devices or suite.devices), settings,
+                 [mv for entry in entries for mv in _variants_for(entry, stream)])
+
+
+def cmd_run(suite_path: Path | None = None, *, models: list[Path] | None = None, inventory: Path | None = None,
+            devices: str | None = None, label: str | None = None, store: Path | None = None,
+            resume: str | None = None, measure: Mapping[str, Any] | None = None, policy: RunPolicy = RunPolicy(),
+            quiet: bool = False, gate_budgets: Path | None = None, stream: TextIO | None = None) -> int:
+    """Benchmark every variant on every selected device; returns the exit code (run id printed).
+
+    ``measure`` holds measurement settings by name (MeasureSettings), as given on the command line.
+    """
+    stream = out(stream)
+    plan = _plan(suite_path, models, inventory, devices, measure or {}, stream)
+    db = Store(store_path(store))
+    if resume:
+        run_id = db.resolve(resume)
+        done = {(c["device"], c["model"], c["variant"]) for c in db.cells(run_id) if c["status"] == Status.OK}
+    else:
+        run_id = db.create_run(label or plan.suite.label, {
+            "settings": plan.settings.describe(), "inventory": str(plan.inventory.path) if plan.inventory.path else None,
+            "suite": str(plan.suite.path) if plan.suite.path else None, "commit": _git_commit(),
+            "host": {"hostname": platform.node(), "edgebench": __version__, "python": platform.python_version()},
+        })
+        done = set()
+    todo = [(d, [mv for mv in plan.variants if (d.name, mv.model, mv.variant) not in done]) for d in plan.devices]
+    skipped = len(plan.devices) * len(plan.variants) - sum(len(v) for _, v in todo)
+    print(f"run {run_id}: {len(plan.devices)} device(s) x {len(plan.variants)} variant(s)"
+          + (f", {skipped} cell(s) already measured" if skipped else ""), file=stream)
+    progress = not quiet and not os.environ.get("CI")
+
+    def on_cell(cell: Cell) -> None:
+        db.put_cell(run_id, cell)
+        if progress:
+            median = p50(cell)
+            print(f"  [{cell['device']}] {cell['model']}/{cell['variant']}: {cell['status']}"
+                  + (f" p50 {median:.3f} ms" if median is not None else ""), file=sys.stderr, flush=True)
+
+    def on_device(record: DeviceRecord) -> None:
+        db.put_device(run_id, record["name"], record)
+
+    try:
+        measure_all([(d, v) for d, v in todo if v], plan.settings, policy, on_cell, on_device)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: measured cells are stored; continue with --resume {run_id}", file=sys.stderr)
+        return ExitCode.INTERRUPTED
+    db.finish_run(run_id)
+    return _finish(db, run_id, gate_budgets or plan.suite.budgets, store, stream)
+
+
+def _finish(db: Store, run_id: str, budgets: Path | None, store: Path | None, stream: TextIO) -> int:
+    """The summary, then the gate when budgets are given; the run's exit code."""
+    export = db.export_run(run_id)
+    print(summary_table(export["results"]), file=stream)
+    shipped = sum(d.get("bytes_shipped") or 0 for d in export["devices"])
+    print(f"shipped {shipped} bytes to {len(export['devices'])} device(s)", file=stream)
+    print(f"run id: {run_id}", file=stream)
+    code = ExitCode.OK if all(c["status"] == Status.OK for c in export["results"]) else ExitCode.CELL_FAILURES
+    if budgets is not None and cmd_gate(budgets, run=run_id, store=store, stream=stream) == ExitCode.BUDGET_BROKEN:
+        return ExitCode.BUDGET_BROKEN
+    return code

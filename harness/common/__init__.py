@@ -1,0 +1,1 @@
+"""What every stage shares: the one user-facing error type, file helpers, timestamps."""

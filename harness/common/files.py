@@ -1,0 +1,69 @@
+"""Files written atomically, hashed, and read with a size cap: one definition each."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from .errors import EdgebenchError
+
+
+@contextmanager
+def replacing(path: Path, *, mode: int | None = None) -> Iterator[Path]:
+    """A temporary file beside ``path`` that replaces it when the block succeeds (removed when it fails),
+    so a reader, or a crash, never sees half a file. ``mode`` sets its permissions (mkstemp makes 0600)."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise EdgebenchError(f"cannot write: {exc.strerror or exc}", where=str(path)) from None
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        if mode is not None:
+            os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write(path: Path, data: bytes | str, *, mode: int | None = None) -> Path:
+    with replacing(path, mode=mode) as tmp:
+        tmp.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
+    return path
+
+
+def atomic_copy(source: Path, target: Path) -> Path:
+    with replacing(target) as tmp:
+        shutil.copyfile(source, tmp)
+    return target
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def read_capped(path: Path, limit: int, what: str = "file") -> bytes:
+    """The whole file, refused (naming it) when larger than ``limit`` bytes."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(limit + 1)
+    except FileNotFoundError:
+        raise EdgebenchError(f"{what} not found", where=str(path)) from None
+    except OSError as exc:
+        raise EdgebenchError(f"cannot read {what}: {exc.strerror or exc}", where=str(path)) from None
+    if len(data) > limit:
+        raise EdgebenchError(f"{what} is larger than {limit} bytes", where=str(path))
+    return data

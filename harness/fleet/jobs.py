@@ -1,0 +1,125 @@
+"""Jobs: the model variants a run measures (from `edgebench convert` directories or bare .tflite files),
+and what each device is asked to do with them (threads, delegate): one rule each, for every runner."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..common.errors import EdgebenchError
+from ..common.files import sha256_file
+from ..config.inventory import Device
+from ..config.settings import MeasureSettings
+from ..conversion.manifest import MANIFEST, read_manifest
+from ..results.record import Status
+
+MAX_TFLITE_BYTES = 2 * 1024**3
+EDGETPU_LIBRARY = "libedgetpu.so.1"
+# Delegates LiteRT's benchmark_model has built in; the agent's Python runtimes load every delegate from a library.
+BUILTIN_TOOL_DELEGATES = ("gpu", "nnapi")
+
+
+@dataclass(eq=False)  # identity: the runner keys pending work by variant object
+class ModelVariant:
+    model: str
+    variant: str
+    path: Path | None
+    status: Status = Status.OK  # not ok: conversion or host validation failed, the variant is not shipped
+    error: str | None = None
+    sha256: str | None = None
+    bytes: int | None = None
+    eval_inputs: Path | None = None
+    reference_outputs: Path | None = None
+    conversion: dict[str, Any] | None = None
+    flags: list[str] = field(default_factory=list)
+
+    @property
+    def key(self) -> str:
+        return f"{self.model}/{self.variant}"
+
+
+def from_converted(directory: Path, only: list[str] | None = None) -> list[ModelVariant]:
+    return from_manifest(read_manifest(directory), directory, only)
+
+
+def from_manifest(manifest: dict[str, Any], directory: Path, only: list[str] | None = None) -> list[ModelVariant]:
+    """The variants a manifest describes, with their files under ``directory``."""
+    out = []
+    for variant, entry in manifest["variants"].items():
+        if only and variant not in only:
+            continue
+        path = directory / entry["file"] if entry.get("file") else None
+        out.append(ModelVariant(
+            model=manifest["model"], variant=variant, path=path, status=Status(entry["status"]), error=entry.get("error"),
+            sha256=entry.get("sha256"), bytes=entry.get("bytes"),
+            eval_inputs=directory / manifest["eval_inputs"] if manifest.get("eval_inputs") else None,
+            reference_outputs=directory / manifest["reference_outputs"] if manifest.get("reference_outputs") else None,
+            conversion=entry, flags=list(entry.get("warnings") or []),
+        ))
+    return out
+
+
+def from_tflite(path: Path) -> ModelVariant:
+    if path.stat().st_size > MAX_TFLITE_BYTES:
+        raise EdgebenchError(f"model larger than {MAX_TFLITE_BYTES} bytes", where=str(path))
+    return ModelVariant(model=path.stem, variant="tflite", path=path, sha256=sha256_file(path), bytes=path.stat().st_size)
+
+
+def discover(path: Path, only: list[str] | None = None) -> list[ModelVariant]:
+    """Variants under a converted directory, a directory of them, or a .tflite file."""
+    if not path.exists():
+        raise EdgebenchError("model path not found", where=str(path))
+    if path.is_file():
+        if path.suffix != ".tflite":
+            raise EdgebenchError("not a .tflite file (source models are converted by 'edgebench convert' or a suite)",
+                                 where=str(path))
+        return [from_tflite(path)]
+    if (path / MANIFEST).exists():
+        return from_converted(path, only)
+    found: list[ModelVariant] = []
+    for child in sorted(path.iterdir()):
+        if child.is_dir() and (child / MANIFEST).exists():
+            found += from_converted(child, only)
+        elif child.suffix == ".tflite":
+            found.append(from_tflite(child))
+    if not found:
+        raise EdgebenchError("no converted models (manifest.json) or .tflite files here", where=str(path))
+    return found
+
+
+# -- what a device runs -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DelegateSpec:
+    name: str
+    library: str | None
+    options: dict[str, Any]
+
+
+def delegate_for(device: Device, mv: ModelVariant, *, builtin: tuple[str, ...] = ()) -> DelegateSpec | None:
+    """The delegate a cell runs with. One rule for every runner:
+
+    - the ``edgetpu`` variant runs on the Edge TPU delegate (the device's library, else libedgetpu.so.1);
+    - on an Edge TPU board (delegate: edgetpu) the other variants run on the CPU, beside it;
+    - otherwise the device's delegate, which must be loadable by the runner: from ``delegate_library``,
+      or built into the runner (``builtin``: benchmark_model has gpu and nnapi). A delegate that cannot be
+      loaded is an error (UnloadableDelegate), never a cell labelled with it that ran on the CPU.
+    """
+    if mv.variant == "edgetpu":
+        return DelegateSpec("edgetpu", device.delegate_library or EDGETPU_LIBRARY, device.delegate_options)
+    if device.delegate == "edgetpu" or not (device.delegate or device.delegate_library):
+        return None
+    name = device.delegate or "external"
+    if device.delegate_library is None and name not in builtin:
+        raise UnloadableDelegate(f"delegate {name!r} needs delegate_library (the path of its shared library) "
+                                 f"on this device's runner" + (f"; built in: {', '.join(builtin)}" if builtin else ""))
+    return DelegateSpec(name, device.delegate_library, device.delegate_options)
+
+
+class UnloadableDelegate(Exception):
+    """The device asks for a delegate its runner cannot load: its cells fail with this reason."""
+
+
+def threads_for(device: Device, settings: MeasureSettings) -> int | None:
+    """Interpreter threads: the run's setting, else the device's; None leaves the runtime's default."""
+    return settings.threads if settings.threads is not None else device.threads

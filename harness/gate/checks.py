@@ -1,0 +1,248 @@
+"""A budget's bounds as small parsed checks, like pytest-benchmark's ``min:5%``: each judges one cell and
+explains itself ("p90 41.2 ms > 40 ms on pi-4b-01 mobilenet int8").
+
+Every check x cell gets a verdict: PASS; WARN when the value passes but cannot be trusted (its 95% CI
+straddles the bound, the cell is flagged throttled/high_cv/too_few_samples, a regression is not
+significant, or data is missing under allow_missing); FAIL otherwise. Missing data FAILs by default:
+a release cannot pass on numbers nobody measured.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, replace
+from enum import IntEnum
+from typing import Any
+
+from ..common.errors import EdgebenchError
+from ..results.comparison import SIGNIFICANCE, p50_change
+from ..results.record import Cell, Status, p50
+from ..results.stats import quantile_ci95
+
+LATENCY_FLAGS = ("throttled", "high_cv")
+
+
+class Verdict(IntEnum):
+    """Ordered so that max() of several verdicts is the worst one."""
+
+    PASS = 0
+    WARN = 1
+    FAIL = 2
+
+
+@dataclass(frozen=True)
+class Metric:
+    label: str  # as printed in explanations ("p90")
+    unit: str
+    upper: bool  # True: the value must stay <= the limit; False: >= the limit
+    quantile: float | None = None  # latency percentile, for its confidence interval
+    distrust: tuple[str, ...] = ()  # cell flags that make this number untrustworthy
+
+
+BOUNDS: dict[str, Metric] = {
+    "p50_ms": Metric("p50", "ms", True, 0.5, LATENCY_FLAGS),
+    "p90_ms": Metric("p90", "ms", True, 0.9, (*LATENCY_FLAGS, "too_few_samples_p90")),
+    "p99_ms": Metric("p99", "ms", True, 0.99, (*LATENCY_FLAGS, "too_few_samples_p99")),
+    "init_ms": Metric("init", "ms", True, distrust=("throttled",)),
+    "first_inference_ms": Metric("first inference", "ms", True, distrust=("throttled",)),
+    "peak_rss_mb": Metric("peak RSS", "MB", True),
+    "model_bytes": Metric("model size", "B", True),
+    "cosine": Metric("cosine", "", False),
+    "top1_agreement": Metric("top-1 agreement", "", False),
+    "snr_db": Metric("SNR", "dB", False),
+}
+REGRESSION = "max_regression"
+
+
+def fmt_number(value: float) -> str:
+    return f"{value:.6g}" if abs(value) < 1e5 else f"{value:.0f}"
+
+
+def _with_unit(value: float, unit: str) -> str:
+    return f"{fmt_number(value)} {unit}".rstrip()
+
+
+def cell_label(cell: Cell) -> str:
+    return f"{cell['device']} {cell['model']} {cell['variant']}"
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One bound judged on one cell. `text` says what was measured, `note` why it is not a clean PASS."""
+
+    metric: str
+    verdict: Verdict
+    value: float | None
+    limit: float | None
+    baseline: float | None
+    text: str
+    where: str  # the cell ("pi-4b-01 mobilenet int8") or the rule's selectors when no cell matched
+    note: str | None = None
+    missing: bool = False  # no data: FAIL, or WARN under allow_missing
+
+    @property
+    def explanation(self) -> str:
+        return f"{self.text} on {self.where}" + (f" ({self.note})" if self.note else "")
+
+
+class Check(ABC):
+    """One parsed bound, like pytest-benchmark's `min:5%`: evaluates a cell and explains itself."""
+
+    metric: str
+    limit: float
+
+    def evaluate(self, cell: Cell, baseline_cell: Cell | None = None) -> CheckResult:
+        if cell.get("status") != Status.OK:
+            reason = str(cell.get("status")) + (f": {cell['error']}" if cell.get("error") else "")
+            return self.missing(cell_label(cell), f"not measured ({reason})")
+        result = self._judge(cell, baseline_cell)
+        if result.verdict is Verdict.PASS:
+            distrusted = sorted(set(self._distrust()) & set(self._flags(cell, baseline_cell)))
+            if distrusted:
+                return replace(result, verdict=Verdict.WARN, note=f"untrustworthy: {', '.join(distrusted)}")
+        return result
+
+    def missing(self, where_: str, why: str) -> CheckResult:
+        return CheckResult(self.metric, Verdict.FAIL, None, self.limit, None, f"{self.metric}: {why}", where_,
+                           missing=True)
+
+    @abstractmethod
+    def describe(self) -> str:
+        """The bound as a reader would write it: 'p90 <= 40 ms'."""
+
+    @abstractmethod
+    def _judge(self, cell: Cell, baseline_cell: Cell | None) -> CheckResult: ...
+
+    @abstractmethod
+    def _distrust(self) -> tuple[str, ...]: ...
+
+    def _flags(self, cell: Cell, baseline_cell: Cell | None) -> list[str]:
+        return list(cell.get("flags") or [])
+
+
+class Bound(Check):
+    def __init__(self, metric: str, limit: float):
+        self.metric, self.limit, self.spec = metric, limit, BOUNDS[metric]
+
+    def describe(self) -> str:
+        return f"{self.spec.label} {'<=' if self.spec.upper else '>='} {_with_unit(self.limit, self.spec.unit)}"
+
+    def _distrust(self) -> tuple[str, ...]:
+        return self.spec.distrust
+
+    def _read(self, cell: Cell) -> tuple[float | None, str | None]:
+        """The cell's value for this metric, and which output it came from (accuracy: the worst one)."""
+        if self.spec.quantile is not None:
+            latency: Any = cell.get("latency_ms") or {}
+            return latency.get(self.spec.label), None
+        if self.metric in ("cosine", "top1_agreement", "snr_db"):
+            per_output: list[tuple[float, str]] = [
+                (value, name) for name, m in (cell.get("accuracy") or {}).items()
+                if isinstance(value := m.get(self.metric), (int, float))]
+            if not per_output:
+                return None, None
+            worst, output = min(per_output)
+            return worst, output
+        measured: Any = cell.get(self.metric)
+        return measured, None
+
+    def _ci(self, cell: Cell) -> tuple[float, float] | None:
+        latency = cell.get("latency_ms")
+        if latency is None or self.spec.quantile is None:
+            return None
+        if self.spec.quantile == 0.5:
+            ci = latency.get("p50_ci95")
+            return (ci[0], ci[1]) if ci else None
+        return quantile_ci95(latency.get("samples") or [], self.spec.quantile)
+
+    def _judge(self, cell: Cell, baseline_cell: Cell | None) -> CheckResult:
+        value, output = self._read(cell)
+        label = cell_label(cell)
+        if value is None:
+            return self.missing(label, "not measured")
+        spec = self.spec
+        ok = value <= self.limit if spec.upper else value >= self.limit
+        op = ("<=" if ok else ">") if spec.upper else (">=" if ok else "<")
+        text = f"{spec.label} {_with_unit(value, spec.unit)} {op} {_with_unit(self.limit, spec.unit)}"
+        if output is not None:
+            text += f" (output {output!r})"
+        if not ok:
+            return CheckResult(self.metric, Verdict.FAIL, value, self.limit, None, text, label)
+        ci = self._ci(cell)
+        if ci is not None and ci[0] <= self.limit < ci[1]:
+            note = f"its 95% CI [{fmt_number(ci[0])}, {fmt_number(ci[1])}] {spec.unit} straddles the bound"
+            return CheckResult(self.metric, Verdict.WARN, value, self.limit, None, text, label, note)
+        return CheckResult(self.metric, Verdict.PASS, value, self.limit, None, text, label)
+
+
+class Regression(Check):
+    """p50 slower than the baseline cell by more than `limit` percent, significant and beyond the noise."""
+
+    metric = REGRESSION
+
+    def __init__(self, percent: float):
+        self.limit = percent
+
+    def describe(self) -> str:
+        return f"p50 regression <= {fmt_number(self.limit)}%"
+
+    def missing(self, where_: str, why: str) -> CheckResult:
+        # Results carry the allowed p50 in ms, which needs a baseline; a bare percentage would mix units.
+        return replace(super().missing(where_, why), limit=None)
+
+    def _distrust(self) -> tuple[str, ...]:
+        return LATENCY_FLAGS
+
+    def _flags(self, cell: Cell, baseline_cell: Cell | None) -> list[str]:
+        # A throttled baseline makes the comparison as doubtful as a throttled run.
+        return [*(cell.get("flags") or []), *((baseline_cell["flags"] if baseline_cell else None) or [])]
+
+    def _judge(self, cell: Cell, baseline_cell: Cell | None) -> CheckResult:
+        label = cell_label(cell)
+        new = cell.get("latency_ms")
+        if not new or not new.get("samples") or new.get("p50") is None:
+            return self.missing(label, "no latency samples")
+        assert new["p50"] is not None
+        change = p50_change(cell, baseline_cell) if baseline_cell is not None else None
+        if baseline_cell is None or change is None:
+            # Nothing to regress from (a new cell, or one the baseline failed to measure): not this run's gap.
+            why = "no baseline cell" if baseline_cell is None else f"baseline cell is {baseline_cell.get('status')}"
+            return CheckResult(self.metric, Verdict.WARN, new["p50"], None, None, f"p50 {fmt_number(new['p50'])} ms",
+                               label, f"{why}: regression not checked")
+        old_p50 = p50(baseline_cell) or 0.0
+        limit_ms = old_p50 * (1 + self.limit / 100)
+        text = (f"p50 {fmt_number(new['p50'])} ms vs baseline {fmt_number(old_p50)} ms: {change.pct:+.1f}% "
+                f"{'<=' if change.pct <= self.limit else '>'} {fmt_number(self.limit)}%")
+        result = CheckResult(self.metric, Verdict.PASS, new["p50"], limit_ms, old_p50, text, label)
+        if change.pct <= self.limit:
+            return result
+        if not change.significant:
+            if change.p_value is None:
+                note = "not significant, too few samples"
+            elif change.p_value >= SIGNIFICANCE:
+                note = f"not significant, Mann-Whitney p={change.p_value:.2g}"
+            else:
+                note = f"within the runs' own noise of {change.noise_pct:.1f}%"
+            return replace(result, verdict=Verdict.WARN, note=note)
+        return replace(result, verdict=Verdict.FAIL, note=f"Mann-Whitney p={change.p_value:.2g}")
+
+
+def make_check(metric: str, value: Any, where_: str) -> Check:
+    """Parse one bound from budgets.yaml (or assert_budget); errors name `where_`."""
+    if metric == REGRESSION:
+        if isinstance(value, str) and value.strip().endswith("%"):
+            try:
+                value = float(value.strip()[:-1])
+            except ValueError:
+                raise EdgebenchError(f"{metric} must be a percentage like '5%', not {value!r}", where=where_) from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            raise EdgebenchError(f"{metric} must be a non-negative percentage like '5%', not {value!r}", where=where_)
+        return Regression(float(value))
+    if metric not in BOUNDS:
+        raise EdgebenchError(f"unknown metric {metric!r} (known: {', '.join([*BOUNDS, REGRESSION])})", where=where_)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise EdgebenchError(f"{metric} must be a number, not {value!r}", where=where_)
+    if BOUNDS[metric].upper and value < 0:
+        raise EdgebenchError(f"{metric} must not be negative", where=where_)
+    return Bound(metric, float(value))

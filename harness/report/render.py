@@ -1,0 +1,166 @@
+"""Self-contained HTML reports: one file per run, and an index of every run over time.
+
+Python computes everything the page shows (summaries, box-plot quantiles, SVG plots, recommendations,
+baseline deltas); the Jinja templates only lay it out (autoescape on: device, model and variant names and
+error texts come from users and devices); the page's small inline script only sorts and filters rows.
+The file opens from file:// with no network: inline CSS, JS and SVG, no fonts, no CDNs.
+
+The data is embedded as JSON in ``<script type="application/json" id="edgebench-data">`` for tools that
+scrape reports. Raw samples are NOT embedded (50 devices x 10 variants x 1000 samples would be megabytes):
+the export in the store has them; the report keeps summaries and the box-plot quantiles.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from markupsafe import Markup
+
+from ..common.errors import EdgebenchError
+from ..common.files import atomic_write
+from ..gate.evaluate import GateResult
+from ..results.comparison import MIN_CHANGE_PCT, SIGNIFICANCE
+from ..results.record import Cell, Export, Status, cell_key, p50, samples
+from ..results.stats import MIN_SAMPLES
+from .format import num, short
+from .plots import PALETTE, box_quantiles, box_svg, trend_svg
+from .recommend import recommend, resolve_accuracy_bar
+from .view import baseline_delta, device_views, lean_cell, predicted_compatibility, row, tradeoffs
+
+REPORT_SCHEMA_VERSION = 1  # of the HTML report (meta tag + embedded JSON), not of the export
+EXPORT_SCHEMA_VERSIONS = (1,)
+TEMPLATES = Path(__file__).parent / "templates"
+
+
+def _check_schema(export: Any, where: str) -> None:
+    version = export.get("schema_version") if isinstance(export, dict) else None
+    if version not in EXPORT_SCHEMA_VERSIONS:
+        raise EdgebenchError(f"export schema_version {version!r} is not supported (this edgebench reads "
+                             f"{', '.join(map(str, EXPORT_SCHEMA_VERSIONS))}): upgrade edgebench", where=where)
+
+
+@lru_cache(maxsize=1)
+def _env() -> Environment:
+    env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True, undefined=StrictUndefined,
+                      trim_blocks=True, lstrip_blocks=True)
+    env.filters["num"] = num
+    env.filters["short"] = short
+    return env
+
+
+def script_json(obj: Any) -> Markup:
+    """JSON safe inside <script>: "<", ">" and "&" as \\u escapes, so no "</script>" or "<!--" can appear."""
+    text = json.dumps(obj, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
+    for ch, esc in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("\u2028", "\\u2028"),
+                    ("\u2029", "\\u2029")):
+        text = text.replace(ch, esc)
+    return Markup(text)
+
+
+def _box_scales(cells: list[Cell], boxes: list[dict[str, float] | None]) -> dict[tuple[str, str], tuple[float, float]]:
+    """One x-scale per device+model, so a row's box compares with its neighbours' at a glance."""
+    scale: dict[tuple[str, str], tuple[float, float]] = {}
+    for cell, q in zip(cells, boxes):
+        if q:
+            group = (cell["device"], cell["model"])
+            lo, hi = scale.get(group, (q["p5"], q["p95"]))
+            scale[group] = (min(lo, q["p5"]), max(hi, q["p95"]))
+    return {k: (lo - (hi - lo) * 0.1, hi + (hi - lo) * 0.1) for k, (lo, hi) in scale.items()}
+
+
+def _compatibility(cells: list[Cell], rows: list[dict[str, Any]], devices: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per model: measured status per device and variant, and the status predicted per runtime."""
+    variants: dict[str, list[str]] = {}
+    for cell in cells:
+        if cell["variant"] not in variants.setdefault(cell["model"], []):
+            variants[cell["model"]].append(cell["variant"])
+    row_at = {cell_key(r["cell"]): r for r in rows}
+    measured_on = {c["device"] for c in cells}
+    return [{"model": m, "variants": vs, "devices": [
+        {"name": d["name"], "cells": [row_at.get((d["name"], m, v)) for v in vs]}
+        for d in devices if d["name"] in measured_on],
+        "predicted": predicted_compatibility([c for c in cells if c["model"] == m], vs)} for m, vs in variants.items()]
+
+
+def render_report(export: Export, out: Path, *, baseline: Export | None = None,
+                  accuracy_bar: dict[str, float] | None = None, budgets_result: GateResult | None = None) -> Path:
+    """Write the run's report as ONE self-contained HTML file (atomically) and return its path."""
+    _check_schema(export, "export")
+    if baseline is not None:
+        _check_schema(baseline, "baseline export")
+    cells = list(export.get("results") or ())
+    bar = resolve_accuracy_bar(accuracy_bar)
+    recs = recommend(export, bar, budgets_result)
+    base_cells = {cell_key(c): c for c in (baseline["results"] if baseline else [])}
+    boxes = [box_quantiles(samples(c)) for c in cells]
+    scale = _box_scales(cells, boxes)
+
+    rows, lean = [], []
+    for cell, q in zip(cells, boxes):
+        key = cell_key(cell)
+        delta = baseline_delta(cell, base_cells.get(key)) if baseline is not None else None
+        box = box_svg(q, *scale[key[:2]]) if q else None
+        rows.append(row(cell, box, delta, recs.get(cell["device"], {}).get(cell["model"]), bar))
+        lean.append(lean_cell(cell, q, delta))
+
+    devices = device_views(export)
+    for view in devices:
+        dev_cells = [c for c in cells if c["device"] == view["name"]]
+        view["models"] = [{"model": m, "rec": recs[view["name"]][m],
+                           "plots": tradeoffs([c for c in dev_cells if c["model"] == m])}
+                          for m in sorted({c["model"] for c in dev_cells})]
+
+    data = {
+        "schema_version": REPORT_SCHEMA_VERSION, "export_schema_version": export["schema_version"],
+        "run": export.get("run") or {}, "devices": export.get("devices") or [], "results": lean,
+        "baseline_run": baseline["run"] if baseline else None,
+        "accuracy_bar": bar,
+        "recommendations": {d: {m: asdict(r) for m, r in ms.items()} for d, ms in recs.items()},
+    }
+    counts = {"cells": len(rows), "ok": sum(r["ok"] for r in rows), "failed": sum(not r["ok"] for r in rows),
+              "flagged": sum(bool(r["flags"]) for r in rows)}
+    if baseline is not None:
+        counts["changed"] = sum(bool(r["delta"] and r["delta"].significant) for r in rows)
+    html = _env().get_template("report.html.j2").render(
+        schema_version=REPORT_SCHEMA_VERSION, run=export.get("run") or {}, devices=devices, rows=rows,
+        compat=_compatibility(cells, rows, devices), counts=counts, baseline=baseline["run"] if baseline else None,
+        bar=bar, budgets=budgets_result is not None, data_json=script_json(data),
+        min_samples=MIN_SAMPLES, noise_pct=MIN_CHANGE_PCT, alpha=SIGNIFICANCE)
+    return atomic_write(Path(out), html, mode=0o644)  # a report is meant to be shared
+
+
+def render_index(runs: list[Export], out: Path) -> Path:
+    """reports/index.html: every run over time, with p50 trends per (device, model, variant)."""
+    for i, export in enumerate(runs):
+        _check_schema(export, f"run #{i + 1}")
+    runs = sorted(runs, key=lambda e: ((e.get("run") or {}).get("started_at") or "", (e.get("run") or {}).get("id")
+                                       or ""))
+    out = Path(out)
+    labels, rows, headers = [], [], []
+    trends: dict[str, dict[str, list[tuple[int, float]]]] = {}
+    for i, export in enumerate(runs):
+        run = export["run"]
+        headers.append(run)
+        cells = export["results"]
+        labels.append(str(run.get("label") or run.get("id") or f"run {i + 1}"))
+        report = f"{run.get('id')}.html"
+        rows.append({"run": run, "cells": len(cells), "ok": sum(c.get("status") == Status.OK for c in cells),
+                     "devices": len(export.get("devices") or []),
+                     "href": report if (out.parent / report).exists() else None})
+        for c in cells:
+            median = p50(c)
+            if c.get("status") == Status.OK and median:
+                trends.setdefault(c["model"], {}).setdefault(f"{c['device']} · {c['variant']}", []).append((i, median))
+    charts = [{"model": m, "svg": trend_svg(series, labels),
+               "legend": [(name, PALETTE[n % len(PALETTE)]) for n, name in enumerate(series)]}
+              for m, series in sorted(trends.items())]
+    data = {"schema_version": REPORT_SCHEMA_VERSION,
+            "runs": [{**run_header, "cells": r["cells"], "ok": r["ok"]} for r, run_header in zip(rows, headers)]}
+    html = _env().get_template("index.html.j2").render(
+        schema_version=REPORT_SCHEMA_VERSION, rows=list(reversed(rows)), charts=charts, data_json=script_json(data))
+    return atomic_write(out, html, mode=0o644)
