@@ -1,7 +1,8 @@
 """Host side of the agent wire protocol (format documented in device_agent/__init__.py).
 
-Agent output is untrusted: every frame is size-capped, parsed without NaN or
-Infinity, and checked against the schema before anything else touches it.
+Agent output is untrusted: every frame is size-capped, parsed without NaN, Infinity,
+huge integers or unbounded nesting, and checked field by field against its schema
+(frame_schema.py) before anything else touches it.
 """
 
 from __future__ import annotations
@@ -17,14 +18,7 @@ from device_agent import FRAME_MAGIC, MAX_FRAME_BYTES, SCHEMA_VERSION
 from device_agent.agent import encode_frame
 
 from ..results.record import Accuracy, Measured, Runtime, Status
-
-MAX_SAMPLES = 1_000_000
-MAX_TEXT = 4000
-# What the agent may report for a cell (the other statuses are the host's to give).
-CELL_STATUSES = {Status.OK, Status.FAILED_TO_LOAD, Status.FAILED_TO_PREPARE, Status.FAILED_TO_INVOKE,
-                 Status.INVALID_INPUT, Status.INVALID_OUTPUT, Status.TIMEOUT, Status.CRASHED}
-_NUMBER_FIELDS = ("model_bytes", "load_ms", "allocate_ms", "init_ms", "first_inference_ms", "warmup_runs",
-                  "rss_before_mb", "rss_after_mb", "peak_rss_mb", "rss_growth_mb", "threads", "cell_ms")
+from .frame_schema import FrameError, check_frame
 
 
 class ProtocolError(Exception):
@@ -37,6 +31,19 @@ def encode_job(cells: list[dict[str, Any]], runtime: str) -> bytes:
 
 def _reject_constant(name: str) -> Any:
     raise ProtocolError(f"agent output contains {name}")
+
+
+def _float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999 parses as inf
+        raise ProtocolError(f"agent output contains a number out of range ({text[:30]})")
+    return value
+
+
+def _int(text: str) -> int:
+    if len(text.lstrip("-")) > 16:  # beyond 2**53: no field needs it, and arithmetic on it would overflow
+        raise ProtocolError(f"agent output contains an integer of {len(text)} digits")
+    return int(text)
 
 
 def read_frame(stream: IO[bytes]) -> dict[str, Any] | None:
@@ -54,52 +61,37 @@ def read_frame(stream: IO[bytes]) -> dict[str, Any] | None:
     if len(data) != size + 1 or data[-1:] != b"\n":
         raise ProtocolError("frame truncated (agent or connection died mid-frame)")
     try:
-        obj = json.loads(data[:-1].decode("utf-8"), parse_constant=_reject_constant)
+        obj = json.loads(data[:-1].decode("utf-8"), parse_constant=_reject_constant, parse_float=_float,
+                         parse_int=_int)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ProtocolError(f"frame is not JSON: {exc}") from None
+    except RecursionError:
+        raise ProtocolError("frame is nested too deeply") from None
     if not isinstance(obj, dict) or obj.get("schema_version") != SCHEMA_VERSION:
-        raise ProtocolError(f"frame has schema_version {obj.get('schema_version') if isinstance(obj, dict) else None!r}, "
-                            f"expected {SCHEMA_VERSION}: agent and host versions differ")
-    if obj.get("type") not in ("hello", "cell", "done", "fatal", "probe"):
-        raise ProtocolError(f"unknown frame type {obj.get('type')!r}")
-    return obj
-
-
-def _number(value: Any) -> bool:
-    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value))
+        version = obj.get("schema_version") if isinstance(obj, dict) else None
+        raise ProtocolError(f"frame has schema_version {str(version)[:20]!r}, expected {SCHEMA_VERSION}: "
+                            "agent and host versions differ")
+    try:
+        return check_frame(obj)
+    except FrameError as exc:
+        raise ProtocolError(f"malformed {str(obj.get('type'))[:20]} frame: {exc}") from None
 
 
 def check_cell(frame: dict[str, Any], expected_id: str) -> dict[str, Any]:
-    """Validate a cell frame; returns it with eval outputs decoded to arrays."""
+    """A cell frame (already checked against its schema) for the cell the host expects next; returns it
+    with its status as a Status and its evaluation outputs decoded to arrays."""
     if frame.get("id") != expected_id:
-        raise ProtocolError(f"cell frame for {frame.get('id')!r} where {expected_id!r} was expected")
-    if frame.get("status") not in CELL_STATUSES:
-        raise ProtocolError(f"unknown cell status {frame.get('status')!r}")
+        raise ProtocolError(f"cell frame for {str(frame.get('id'))[:80]!r} where {expected_id!r} was expected")
     frame["status"] = Status(frame["status"])
-    for key in ("error", "stderr_tail", "phase"):
-        value = frame.get(key)
-        if value is not None and not isinstance(value, str):
-            raise ProtocolError(f"{key} must be text")
-        if isinstance(value, str):
-            frame[key] = value[-MAX_TEXT:]
-    for key in _NUMBER_FIELDS:
-        if not _number(frame.get(key)):
-            raise ProtocolError(f"{key} must be a finite number")
-    samples = frame.get("samples_ms", [])
-    if not isinstance(samples, list) or len(samples) > MAX_SAMPLES or not all(
-        _number(s) and s is not None and s >= 0 for s in samples
-    ):
-        raise ProtocolError("samples_ms must be a list of non-negative numbers")
-    if frame["status"] == "ok" and not samples:
+    if frame["status"] == Status.OK and not frame.get("samples_ms"):
         raise ProtocolError("an ok cell has no samples")
     outputs = {}
     for item in frame.get("eval_outputs") or []:
         try:
-            shape = [int(x) for x in item["shape"]]
             array = np.frombuffer(base64.b64decode(item["data_b64"], validate=True), dtype="<f4")
-            outputs[str(item["name"])] = array.reshape(shape)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ProtocolError(f"malformed evaluation output: {exc}") from None
+            outputs[item["name"]] = array.reshape(item["shape"])
+        except ValueError as exc:  # bad base64, or a shape that does not hold the data
+            raise ProtocolError(f"malformed evaluation output {item['name'][:80]!r}: {exc}") from None
     frame["eval_outputs"] = outputs
     return frame
 
