@@ -1,12 +1,22 @@
-"""What the device is, and its thermal state. A value we cannot read is None, never 0."""
+"""What the device is, and its thermal state. A value we cannot read is None, never 0.
+
+Every /sys path is read under $EDGEBENCH_SYSFS_ROOT when it is set (a fabricated tree, for tests).
+"""
 
 import glob
 import os
 import platform
+import re
 import subprocess
 import sys
 
 THROTTLED_SYSFS = "/sys/devices/platform/soc/soc:firmware/get_throttled"
+
+
+def sysfs(path):
+    """A /sys or /proc path, under $EDGEBENCH_SYSFS_ROOT when set."""
+    root = os.environ.get("EDGEBENCH_SYSFS_ROOT")
+    return os.path.join(root, path.lstrip("/")) if root else path
 
 
 def _read(path):
@@ -22,6 +32,10 @@ def _int(text):
         return int(text, 0) if text is not None else None
     except ValueError:
         return None
+
+
+def read_int(path):
+    return _int(_read(path))
 
 
 def _cpu_model():
@@ -42,7 +56,7 @@ def _os_name():
 
 def throttled():
     """Raspberry Pi firmware throttle flags, or None where there is no such firmware."""
-    value = _int(_read(THROTTLED_SYSFS))
+    value = read_int(sysfs(THROTTLED_SYSFS))
     if value is not None:
         return value
     try:
@@ -52,14 +66,20 @@ def throttled():
         return None
 
 
+def _cpu_number(path):
+    digits = re.findall(r"cpu(\d+)", path)
+    return int(digits[-1]) if digits else 0
+
+
 def thermal():
     """State that changes during a run: read before and after each cell."""
     temps = {}
-    for zone in sorted(glob.glob("/sys/class/thermal/thermal_zone*")):
-        milli = _int(_read(zone + "/temp"))
+    for zone in sorted(glob.glob(sysfs("/sys/class/thermal/thermal_zone*"))):
+        milli = read_int(zone + "/temp")
         if milli is not None:
             temps[_read(zone + "/type") or os.path.basename(zone)] = milli / 1000.0
-    freqs = [_int(_read(p)) for p in sorted(glob.glob("/sys/devices/system/cpu/cpu[0-9]*/cpufreq/scaling_cur_freq"))]
+    freqs = [read_int(p) for p in sorted(glob.glob(sysfs("/sys/devices/system/cpu/cpu[0-9]*/cpufreq/scaling_cur_freq")),
+                                         key=_cpu_number)]
     try:
         load = list(os.getloadavg())
     except OSError:

@@ -5,7 +5,13 @@ status ("ok", "failed_to_load", "failed_to_prepare", "failed_to_invoke",
 "invalid_input"), error, phase, model_bytes, load_ms, allocate_ms, init_ms,
 first_inference_ms, samples_ms, warmup_runs, rss_before_mb, rss_after_mb,
 peak_rss_mb, rss_growth_mb, threads, delegate, inputs, outputs, stateful,
-eval_outputs, clock_ns.
+eval_outputs, clock_ns; and for a sustained cell (job field "sustained_s"):
+sample_t_ms, telemetry, power_method.
+
+- sustained: the timed loop runs for sustained_s seconds whatever the run
+  counts say (at most MAX_SUSTAINED_SAMPLES), sample_t_ms[i] is when sample i
+  started (ms since the loop started), and telemetry holds the device's
+  sensors read about once a second on a side thread (see telemetry.py).
 
 - rss_before_mb / rss_after_mb: VmRSS before loading the model and after the
   timed runs; rss_growth_mb is their difference; peak_rss_mb is VmHWM, reset
@@ -26,7 +32,9 @@ import time
 
 import numpy as np
 
-from . import DEFAULTS
+from . import DEFAULTS, telemetry
+
+MAX_SUSTAINED_SAMPLES = 1000000
 
 _INT_RANGES = {
     "int8": (-128, 127),
@@ -150,6 +158,27 @@ def timed_loop(invoke, runs, min_seconds, max_runs):
         append(clock() - t0)
         count += 1
     return samples
+
+
+def sustained_loop(invoke, seconds, max_runs=MAX_SUSTAINED_SAMPLES):
+    """(samples ns, start offsets ns, telemetry readings, power method) of invoke() for `seconds`."""
+    clock = time.perf_counter_ns
+    samples, stamps = [], []
+    append, stamp = samples.append, stamps.append
+    start = clock()
+    sensors = telemetry.Telemetry(start).start()
+    deadline = start + int(seconds * 1e9)
+    try:
+        while len(samples) < max_runs:
+            t0 = clock()
+            if t0 >= deadline:
+                break
+            invoke()
+            append(clock() - t0)
+            stamp(t0 - start)
+    finally:
+        readings = sensors.stop()
+    return samples, stamps, readings, sensors.power_method
 
 
 def _ms(ns):
@@ -315,8 +344,12 @@ def measure(cell, runtime):
                           float(cell.get("warmup_seconds", DEFAULTS["warmup_seconds"])), max_runs)
         reset()
         t4 = time.perf_counter_ns()
-        samples = timed_loop(invoke, int(cell.get("runs", DEFAULTS["runs"])),
-                             float(cell.get("min_seconds", DEFAULTS["min_seconds"])), max_runs)
+        if cell.get("sustained_s"):
+            samples, stamps, readings, method = sustained_loop(invoke, float(cell["sustained_s"]))
+            result.update(sample_t_ms=[_ms(t) for t in stamps], telemetry=readings, power_method=method)
+        else:
+            samples = timed_loop(invoke, int(cell.get("runs", DEFAULTS["runs"])),
+                                 float(cell.get("min_seconds", DEFAULTS["min_seconds"])), max_runs)
     except Exception as exc:
         raise CellFailure("failed_to_invoke", "invoke", exc)
     rss_after = _status_kb("VmRSS")

@@ -44,7 +44,9 @@ def _measure_flags(sp: argparse.ArgumentParser) -> None:
         if kind is bool:
             sp.add_argument(flag, dest=f.name, action="store_true", default=None, help=f.metadata["help"])
         else:
-            sp.add_argument(flag, dest=f.name, type=kind, help=f"{f.metadata['help']} (default {f.default})")
+            # durations stay text here: the setting parses and checks them, naming the flag
+            sp.add_argument(flag, dest=f.name, type=str if f.metadata["duration"] else kind,
+                            help=f"{f.metadata['help']} (default {f.default})")
 
 
 def _convert_args(sp: argparse.ArgumentParser) -> None:

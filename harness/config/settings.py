@@ -18,9 +18,10 @@ from ..common.errors import EdgebenchError
 
 
 def _setting(default: Any, help: str, *, kind: type, minimum: float | None = None, flag: str | None = None,
-             recorded: bool = True, exclusive_minimum: bool = False) -> Any:
+             recorded: bool = True, exclusive_minimum: bool = False, duration: bool = False) -> Any:
     return field(default=default, metadata={"help": help, "kind": kind, "minimum": minimum, "flag": flag,
-                                            "recorded": recorded, "exclusive": exclusive_minimum})
+                                            "recorded": recorded, "exclusive": exclusive_minimum,
+                                            "duration": duration})
 
 
 @dataclass(frozen=True)
@@ -36,11 +37,19 @@ class MeasureSettings:
                                    kind=int, minimum=1)
     cell_timeout_s: float = _setting(DEFAULTS["cell_timeout_s"], "seconds before a silent cell is killed",
                                      kind=float, minimum=0, exclusive_minimum=True, flag="--cell-timeout")
+    sustained: float | None = _setting(None, "keep invoking each cell for DURATION (60s, 5m or seconds), with the "
+                                             "device's telemetry read every second", kind=float, minimum=0,
+                                       exclusive_minimum=True, duration=True)
     repeats: int = _setting(1, "measure each variant N times, each in a fresh process, interleaved across "
                                "variants", kind=int, minimum=1)
     op_profile: bool = _setting(False, "benchmark_model devices: record per-op timings", kind=bool, recorded=False)
     evaluate: bool = _setting(True, "compare outputs with the reference model", kind=bool, recorded=False,
                               flag="")
+
+    @property
+    def cell_deadline_s(self) -> float:
+        """How long one cell may take on the device: a sustained cell runs for its duration on top."""
+        return self.cell_timeout_s + (self.sustained or 0.0)
 
     def describe(self) -> dict[str, Any]:
         """The settings as the run records them (run.settings in the export)."""
@@ -63,7 +72,28 @@ class MeasureSettings:
         return replace(self, **changes)
 
 
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str | float) -> float:
+    """Seconds from '90', '90s', '5m' or '1h' (ValueError otherwise)."""
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        return float(text)
+    value = str(text).strip().lower()
+    scale = _UNITS.get(value[-1:], None) if value else None
+    number = float(value[:-1] if scale else value)  # ValueError for anything else
+    if not math.isfinite(number):
+        raise ValueError(f"not a duration: {text!r}")
+    return number * (scale or 1.0)
+
+
 def _checked(name: str, value: Any, meta: Mapping[str, Any], where: str) -> Any:
+    if meta.get("duration") and isinstance(value, str):
+        try:
+            value = parse_duration(value)
+        except ValueError:
+            raise EdgebenchError(f"{name} must be a duration such as 90s, 5m or 1h, not {value!r}",
+                                 where=where) from None
     kind = meta["kind"]
     numeric = (int, float) if kind is float else (kind,)
     if isinstance(value, bool) != (kind is bool) or not isinstance(value, numeric):

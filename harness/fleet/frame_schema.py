@@ -152,6 +152,9 @@ TENSOR = record({"name": text(optional=False), "tensor": text(), "shape": seq(in
                  "zero_point": integer(minimum=None)})
 OUTPUT = record({"name": text(optional=False), "shape": seq(integer(), 64, optional=False), "dtype": text(),
                  "data_b64": text(limit=1 << 26, optional=False)})
+READING = record({"t_ms": number(maximum=MAX_SAMPLE_MS * 100, optional=False),
+                  "temperatures_c": table(number(minimum=-300.0, maximum=1000.0)), "cpu_freq_khz": seq(integer()),
+                  "throttled": integer(), "power_w": number(maximum=1e6)})
 ENV = record({"arch": text(), "cpu_model": text(), "cores": integer(), "os": text(), "kernel": text(),
               "hostname": text(), "python": text(), "python_executable": text(), "numpy": text(), "runtime": RUNTIME,
               "governor": text(), "cpu_affinity": seq(integer())})
@@ -159,6 +162,7 @@ _COMMON = {"schema_version": integer(), "type": text()}
 CELL_STATUSES = ("ok", "failed_to_load", "failed_to_prepare", "failed_to_invoke", "invalid_input", "invalid_output",
                  "timeout", "crashed")  # what the agent may report; the other statuses are the host's to give
 MS = number(maximum=MAX_SAMPLE_MS)
+POWER_METHODS = ("hwmon", "pmic_read_adc", "battery")  # device_agent/telemetry.py
 
 FRAMES: dict[str, Check] = {
     "hello": record({**_COMMON, "agent_version": text(), "runtime": RUNTIME, "env": ENV}, optional=False),
@@ -175,6 +179,7 @@ FRAMES: dict[str, Check] = {
         "inputs": seq(TENSOR, 1000), "outputs": seq(TENSOR, 1000), "stateful": boolean(),
         "eval_outputs": seq(OUTPUT, 1000), "clock_ns": record({"load": integer(), "timed": integer()}),
         "cell_ms": MS, "thermal_before": THERMAL, "thermal_after": THERMAL,
+        "sample_t_ms": samples(), "telemetry": seq(READING, 100_000), "power_method": one_of(*POWER_METHODS, optional=True),
     }, optional=False),
 }
 

@@ -104,7 +104,8 @@ class AgentMeasurer(Measurer):
             "threads": threads_for(self.device, s),
             "delegate": None if spec is None else {"name": spec.name, "library": spec.library, "options": spec.options},
             "eval_inputs": remote.get(mv.eval_inputs) if evaluate and mv.eval_inputs else None,
-            "cell_timeout_s": s.cell_timeout_s,
+            "cell_timeout_s": s.cell_deadline_s,
+            **({"sustained_s": s.sustained} if s.sustained else {}),
         }
 
     def measure(self, transport: Transport, ledger: Ledger) -> None:
@@ -139,7 +140,7 @@ class AgentMeasurer(Measurer):
     def _consume(self, frames: _Frames, proc: RemoteProcess, ledger: Ledger) -> None:
         runtime: Runtime | None = None
         while ledger.pending:
-            frame = frames.next(self.settings.cell_timeout_s + AGENT_GRACE_S)
+            frame = frames.next(self.settings.cell_deadline_s + AGENT_GRACE_S)
             if frame is None or frame["type"] == "done":
                 proc.wait(5)  # an agent that said "done" exits by itself: no kill round trip needed
                 return

@@ -117,4 +117,6 @@ def measured_from(frame: dict[str, Any], runtime: Runtime | None, accuracy: Accu
         "stateful": frame.get("stateful"),
         "cell_ms": frame.get("cell_ms"),
         "accuracy": accuracy,
+        **({"sample_t_ms": frame["sample_t_ms"], "telemetry": frame.get("telemetry") or [],  # type: ignore[typeddict-item]
+            "power_method": frame.get("power_method")} if frame.get("sample_t_ms") is not None else {}),
     }

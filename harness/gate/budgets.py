@@ -7,7 +7,7 @@
         variant: int8
         device: "pi-*"
         p90_ms: 40                      # upper bounds: p50_ms p90_ms p99_ms init_ms first_inference_ms
-        peak_rss_mb: 120                #               peak_rss_mb model_bytes
+        peak_rss_mb: 120                #               peak_rss_mb model_bytes sustained_p90_ms (run --sustained)
         cosine: 0.99                    # lower bounds on the worst output: cosine top1_agreement snr_db
         max_regression: 5%              # p50 against --baseline; a number means percent too
 """

@@ -30,6 +30,7 @@ from ..results.stats import MIN_SAMPLES
 from .format import num, short
 from .plots import PALETTE, box_quantiles, box_svg, trend_svg
 from .recommend import recommend, resolve_accuracy_bar
+from .sustained_view import sustained_views
 from .view import baseline_delta, device_views, lean_cell, predicted_compatibility, row, tradeoffs
 
 REPORT_SCHEMA_VERSION = 1  # of the HTML report (meta tag + embedded JSON), not of the export
@@ -129,7 +130,7 @@ def render_report(export: Export, out: Path, *, baseline: Export | None = None,
     html = _env().get_template("report.html.j2").render(
         schema_version=REPORT_SCHEMA_VERSION, run=export.get("run") or {}, devices=devices, rows=rows,
         compat=_compatibility(cells, rows, devices), counts=counts, baseline=baseline["run"] if baseline else None,
-        bar=bar, budgets=budgets_result is not None, data_json=script_json(data),
+        bar=bar, budgets=budgets_result is not None, data_json=script_json(data), sustained=sustained_views(cells),
         min_samples=MIN_SAMPLES, noise_pct=MIN_CHANGE_PCT, alpha=SIGNIFICANCE)
     return atomic_write(Path(out), html, mode=0o644)  # a report is meant to be shared
 

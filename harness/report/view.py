@@ -216,6 +216,9 @@ def lean_cell(cell: Cell, box: Mapping[str, float] | None, delta: Delta | None) 
     latency = cell.get("latency_ms")
     if latency:
         out["latency_ms"] = {k: v for k, v in latency.items() if k != "samples"}
+    sustained = cell.get("sustained")
+    if sustained:  # per-sample times are as large as the samples: the timeline and telemetry stay
+        out["sustained"] = {k: v for k, v in sustained.items() if k != "sample_t_ms"}
     out["box_ms"] = box
     out["baseline"] = asdict(delta) if delta else None
     return out

@@ -17,6 +17,7 @@ from typing import Any, Protocol, TypedDict
 
 from ..common.clock import now_iso
 from .stats import delegate_flags, latency_summary, validity_flags
+from .sustained import Sustained, TelemetryReading, analyse
 
 
 class Status(str, Enum):
@@ -145,6 +146,7 @@ class Cell(_CellFields, total=False):
     unavailable: list[str]  # benchmark_model's cells: the fields that tool cannot fill
     benchmark_model: dict[str, Any]  # its own figures
     repeats: int  # measured cells: how many processes the samples come from
+    sustained: Sustained  # `run --sustained`: the timeline, telemetry, burst/sustained p90, energy
 
 
 class DeviceRecord(TypedDict, total=False):
@@ -209,6 +211,10 @@ class Measured(TypedDict, total=False):
     benchmark_model: dict[str, Any]
     flags: list[str]  # flags the measuring tool raised itself
     accuracy: Accuracy | None  # outputs against the reference model, compared on the host
+    # sustained cells: when each sample started, the device's sensors, and where its power reading came from
+    sample_t_ms: list[float]
+    telemetry: list[TelemetryReading]
+    power_method: str | None
 
 
 class VariantInfo(Protocol):
@@ -259,6 +265,9 @@ def build_cell(device: str, mv: VariantInfo, status: Status, error: str | None, 
             if key in measured:
                 cell[key] = measured[key]  # type: ignore[literal-required]
         cell["accuracy"] = measured.get("accuracy")
+        if samples and "sample_t_ms" in measured:
+            cell["sustained"] = analyse(samples, measured["sample_t_ms"], measured.get("telemetry") or [],
+                                        measured.get("power_method"))
         flags = set(mv.flags) | set(measured.get("flags") or ())
         if latency:
             flags |= set(validity_flags(latency, cell["thermal_before"], cell["thermal_after"]))
@@ -272,7 +281,8 @@ def build_cell(device: str, mv: VariantInfo, status: Status, error: str | None, 
 def merge_repeats(parts: Sequence[Measured]) -> Measured:
     """The repeats of one variant as one measurement: every sample, in repeat order; the state after the last.
 
-    Everything measured once per process (init, first inference, memory) is the first repeat's.
+    Everything measured once per process (init, first inference, memory) is the first repeat's, and so is
+    a sustained cell's timeline (its sample times cover the first repeat's samples only).
     """
     merged: Measured = dict(parts[0])  # type: ignore[assignment]
     merged["thermal_after"] = parts[-1].get("thermal_after")
