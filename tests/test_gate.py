@@ -342,9 +342,10 @@ def test_pytest_benchmark_json_is_read_by_pytest_benchmark(tmp_path: Path) -> No
 
 # -- pytest plugin ---------------------------------------------------------------
 def _plugin_args() -> list[str]:
-    """Installed with the `pytest11` entry point the plugin loads itself; before that, load it by module."""
+    """Installed with the `pytest11` entry point the plugin loads itself; before that, load it by module.
+    labgrid's own pytest plugin (installed with the lab extra) can start only once per process: keep it out."""
     installed = any(ep.name == "edgebench" for ep in importlib.metadata.entry_points(group="pytest11"))
-    return [] if installed else ["-p", "harness.pytest_plugin"]
+    return ["-p", "no:labgrid"] + ([] if installed else ["-p", "harness.gate.pytest_plugin"])
 
 
 def test_pytest_plugin_on_a_real_store(pytester: pytest.Pytester, tmp_path: Path,
