@@ -233,6 +233,20 @@ def test_index_lists_runs_with_trend_lines(export: dict[str, Any], report: Path)
     assert "rpi&lt;b&gt;5&lt;/b&gt;" in html and "<b>5</b>" not in html
 
 
+def test_index_marks_where_a_series_shifted(tmp_path: Path) -> None:
+    rng = np.random.default_rng(11)
+    runs = []
+    for i in range(14):
+        level = 10.0 if i < 7 else 13.0  # a +30% regression landed with run 7
+        cells = [synthetic_cell("pi", "m", "fp32", _lat(rng, level * float(rng.lognormal(0, 0.02)))),
+                 synthetic_cell("pi", "m", "int8", _lat(rng, 5.0 * float(rng.lognormal(0, 0.02))))]
+        runs.append(synthetic_export(cells, run_id=f"20261101-0000{i:02d}-aa00", label=f"n{i}",
+                                     started_at=f"2026-11-01T00:{i:02d}:00+00:00"))
+    html = render_index(runs, tmp_path / "index.html").read_text()
+    assert html.count('class="shift"') == 1  # the steady int8 series claims none
+    assert re.search(r"<b>pi · fp32</b> shifted ×1\.(2|3)\d at run n7", html)
+
+
 def test_fleet_report_stays_small_and_fast(tmp_path: Path) -> None:
     big = fleet_export(50, 10, 1000)
     t0 = time.perf_counter()
