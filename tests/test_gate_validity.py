@@ -4,6 +4,7 @@ candidate must, and --until-conclusive adds repeats until the check is decided o
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import time
 from pathlib import Path
@@ -88,3 +89,28 @@ def test_until_conclusive_needs_what_it_decides_with(nets: dict[int, Path], tmp_
     bad_time = run_cli("run", "--models", nets[24], "--baseline-models", nets[24], "--until-conclusive",
                        "--max-time", "soon", "--budgets", _budgets(tmp_path), "--store", tmp_path / "s.sqlite", *FAST)
     assert bad_time.code == 2 and "--max-time must be a duration" in bad_time.err
+
+
+def test_noise_floor_learnt_from_history_is_shown_and_guards_the_gate(tmp_path: Path) -> None:
+    import numpy as np
+
+    from harness.results.store import Store
+    from tests.support.synthetic import repeated_samples, synthetic_cell, synthetic_device
+
+    rng = np.random.default_rng(0)
+    store = tmp_path / "s.sqlite"
+    db = Store(store)
+    for i, level in enumerate([0.0, 0.15, -0.1, 0.05, -0.12]):  # identical files, ±15% from run to run
+        run = db.create_run(f"n{i}", {"settings": {}, "commit": None, "inventory": None, "suite": None,
+                                      "host": {"hostname": "ci", "edgebench": "0"}})
+        samples, sizes = repeated_samples(rng, 10.0, [level + o for o in (0.0, 0.005, -0.005)])
+        db.put_device(run, "d", synthetic_device("d"))
+        db.put_cell(run, synthetic_cell("d", "m", "fp32", samples, repeat_sizes=sizes))
+        db.finish_run(run)
+    db.close()
+    out = tmp_path / "r.html"
+    assert run_cli("report", "--store", store, "--baseline", "n3", "-o", out).code == 0
+    assert re.search(r"identical files differ by up to \d+\.\d% run to run \(from 4 runs of 1 series\)", out.read_text())
+    # n1 against n2 is +28%, beyond the 5% limit with a tight CI, but within this device's floor: not a FAIL
+    budgets = _budgets(tmp_path)
+    assert run_cli("gate", "--budgets", budgets, "--run", "n1", "--baseline", "n2", "--store", store).code == 0

@@ -4,7 +4,9 @@ Repeats within one run share the run's day, image, neighbours and thermal histor
 run from last week also carries the variation *between sessions*. The floor is learnt from history: for every
 series of runs that measured the same thing (model sha256, variant, device, runtime and version, threads),
 the standard deviation of log p50 between runs, pooled over the device's series (each weighted by its
-degrees of freedom). A series needs at least MIN_RUNS runs to count.
+degrees of freedom). A series needs at least MIN_RUNS runs to count. The floor uses the 90% upper confidence
+bound of that deviation (chi-square): a short history errs on the side of not failing, and the floor tightens
+as runs accumulate.
 
 It is reported as ``pct``: the 95% range of the ratio between two runs of identical files
 (``exp(1.96 * sqrt(2) * sigma) - 1``), so "floor 12%" reads "identical files differ by up to 12% here".
@@ -20,9 +22,10 @@ from typing import Any
 import numpy as np
 
 from .record import Cell, Status, p50
-from .stats import Z95
+from .stats import Z95, chi2_quantile
 
 MIN_RUNS = 3
+UPPER_BOUND_TAIL = 0.10
 
 SeriesKey = tuple[str, str, str, str, str]
 
@@ -30,7 +33,8 @@ SeriesKey = tuple[str, str, str, str, str]
 @dataclass(frozen=True)
 class NoiseFloor:
     device: str
-    sigma: float  # between-run standard deviation of log p50
+    sigma: float  # between-run standard deviation of log p50: the 90% upper bound, what comparisons use
+    estimate: float  # the pooled estimate itself
     series: int  # how many series it is pooled from
     runs: int  # how many runs those series hold
 
@@ -52,11 +56,14 @@ def noise_floors(history: Iterable[Iterable[Cell]]) -> dict[str, NoiseFloor]:
     """Per device, from the cells of stored runs (one iterable of cells per run; leave out the run judged)."""
     series: dict[SeriesKey, list[float]] = {}
     for cells in history:
+        in_run: dict[SeriesKey, list[float]] = {}  # a run's own copies (an A/A run's baseline) are one observation
         for cell in cells:
             key = series_key(cell)
             median = p50(cell)
             if key is not None and median:
-                series.setdefault(key, []).append(math.log(median))
+                in_run.setdefault(key, []).append(math.log(median))
+        for key, logs in in_run.items():
+            series.setdefault(key, []).append(float(np.mean(logs)))
     pooled: dict[str, list[tuple[float, int]]] = {}
     for key, logs in series.items():
         if len(logs) >= MIN_RUNS:
@@ -64,6 +71,7 @@ def noise_floors(history: Iterable[Iterable[Cell]]) -> dict[str, NoiseFloor]:
     floors = {}
     for device, parts in pooled.items():
         dof = sum(n - 1 for _, n in parts)
-        sigma = math.sqrt(sum(v * (n - 1) for v, n in parts) / dof)
-        floors[device] = NoiseFloor(device, sigma, len(parts), sum(n for _, n in parts))
+        estimate = math.sqrt(sum(v * (n - 1) for v, n in parts) / dof)
+        upper = estimate * math.sqrt(dof / chi2_quantile(UPPER_BOUND_TAIL, dof))
+        floors[device] = NoiseFloor(device, upper, estimate, len(parts), sum(n for _, n in parts))
     return floors

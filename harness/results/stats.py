@@ -50,6 +50,12 @@ def t95(df: float) -> float:
     return float(sps.t.ppf(0.975, df))
 
 
+def chi2_quantile(q: float, df: float) -> float:
+    from scipy import stats as sps
+
+    return float(sps.chi2.ppf(q, df))
+
+
 def log_interval(estimate: float, se: float, crit: float) -> tuple[float, float]:
     """A symmetric interval in log space, back as ratios/values."""
     return (math.exp(estimate - crit * se), math.exp(estimate + crit * se))
