@@ -1,0 +1,149 @@
+"""Fault suite for the fleet: stalled SSH servers, hostile agent output, floods, planted cache files, loose keys.
+
+Real parts throughout: OpenSSH servers on loopback (stopped with SIGSTOP after they authenticated), the real
+agent with a real runtime, and a stand-in agent (tests/support/hostile_agent.py) that speaks the protocol
+badly. Runs that could hang before the fixes run as subprocesses with a hard timeout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support import hostile_agent
+from tests.support.sshd import SSHServer, process_tree
+
+ROOT = Path(__file__).resolve().parent.parent
+RUN = ("--runs", "5", "--min-seconds", "0", "--warmup", "0", "-q")
+HARD_TIMEOUT_S = 240  # the subprocess is killed here: a hang fails the test instead of hanging it
+
+MODEL_SCRIPT = r"""
+import os, sys
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+import keras, tensorflow as tf
+x = keras.Input((8,), name="features")
+model = keras.Model(x, keras.layers.Dense(4)(keras.layers.Dense(16, activation="relu")(x)))
+open(sys.argv[1], "wb").write(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+"""
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny .tflite made by real TensorFlow in a child process."""
+    path = tmp_path_factory.mktemp("model") / "mlp.tflite"
+    subprocess.run([sys.executable, "-c", MODEL_SCRIPT, str(path)], check=True, capture_output=True, timeout=300)
+    return path
+
+
+def inventory(path: Path, devices: dict[str, tuple[SSHServer, Path | str]], **extra: dict[str, Any]) -> Path:
+    """An Ansible-style inventory: name -> (server, device python)."""
+    lines = ["all:", "  hosts:"]
+    for name, (s, python) in devices.items():
+        lines += [f"    {name}:", "      ansible_host: 127.0.0.1", f"      ansible_port: {s.port}",
+                  f"      ansible_user: {s.user}", f"      ansible_ssh_private_key_file: {s.client_key_path}",
+                  f"      ansible_python_interpreter: {python}"]
+        lines += [f"      {k}: {v}" for k, v in extra.get(name, {}).items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def trust(home: Path, servers: list[SSHServer]) -> None:
+    (home / ".ssh" / "known_hosts").write_text("".join(s.known_hosts_line + "\n" for s in servers))
+
+
+def edgebench(home: Path, *argv: object, timeout: float = HARD_TIMEOUT_S) -> tuple[int, str, str, float]:
+    """`edgebench ARGV` as a separate process (exit code, stdout, stderr, seconds); killed at ``timeout``."""
+    env = dict(os.environ, HOME=str(home), PYTHONPATH=str(ROOT))
+    started = time.monotonic()
+    proc = subprocess.Popen([sys.executable, "-m", "harness", *map(str, argv)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        pytest.fail(f"edgebench {' '.join(map(str, argv[:1]))} still running after {timeout} s (hung)\n"
+                    f"{err.decode(errors='replace')[-2000:]}")
+    return proc.returncode, out.decode(errors="replace"), err.decode(errors="replace"), time.monotonic() - started
+
+
+def cells(home: Path, store: Path) -> dict[tuple[str, str], dict[str, Any]]:
+    code, out, err, _ = edgebench(home, "export", "--store", store)
+    assert code == 0, err
+    return {(c["device"], c["model"]): c for c in json.loads(out)["results"]}
+
+
+@pytest.fixture()
+def stall_after_auth() -> Iterator[Callable[[SSHServer], None]]:
+    """Freeze a server (listener, connections, sessions) with SIGSTOP once it has authenticated a client."""
+    threads: list[threading.Thread] = []
+    stop = threading.Event()
+
+    def watch(server: SSHServer) -> None:
+        while not stop.is_set():
+            if "Accepted publickey" in server.log():
+                for pid in process_tree(server.proc.pid):
+                    os.kill(pid, signal.SIGSTOP)
+                return
+            time.sleep(0.01)
+
+    def arm(server: SSHServer) -> None:
+        threads.append(threading.Thread(target=watch, args=(server,), daemon=True))
+        threads[-1].start()
+
+    yield arm
+    stop.set()
+    for t in threads:
+        t.join(5)
+
+
+# -- the whole fleet: one device stalls, one sends garbage, the rest is measured and gated -------------------
+
+
+def test_a_stalled_and_a_hostile_device_cost_only_their_own_cells(
+        sshd_servers: Callable[..., list[SSHServer]], ssh_home: Path, model: Path, tmp_path: Path,
+        stall_after_auth: Callable[[SSHServer], None]) -> None:
+    good, stalled, hostile = sshd_servers(3)
+    trust(ssh_home, [good, stalled, hostile])
+    inv = inventory(tmp_path / "inv.yaml", {
+        "good": (good, sys.executable), "stalled": (stalled, sys.executable),
+        "hostile": (hostile, hostile_agent.install(tmp_path, "delegate-string"))})
+    budgets = tmp_path / "budgets.yaml"
+    budgets.write_text("budgets:\n  - device: good\n    p50_ms: 100000\n")
+    store = tmp_path / "s.sqlite"
+    stall_after_auth(stalled)
+    code, out, err, seconds = edgebench(ssh_home, "run", "--models", model, "--inventory", inv, "--store", store,
+                                        "--budgets", budgets, *RUN)
+    assert code == 3, out + err  # some cells failed, the budget held
+    assert seconds < 120
+    got = cells(ssh_home, store)
+    assert got[("good", "mlp")]["status"] == "ok"
+    assert got[("stalled", "mlp")]["status"] == "timeout", got[("stalled", "mlp")]["error"]
+    assert got[("hostile", "mlp")]["status"] == "invalid_output"
+    assert "delegate must be a mapping" in got[("hostile", "mlp")]["error"]
+    assert "PASS" in out.upper() and "p50" in out  # the gate ran on the stored run
+
+
+def test_devices_returns_when_a_server_stalls_after_authenticating(
+        sshd_servers: Callable[..., list[SSHServer]], ssh_home: Path, tmp_path: Path,
+        stall_after_auth: Callable[[SSHServer], None]) -> None:
+    good, stalled = sshd_servers(2)
+    trust(ssh_home, [good, stalled])
+    inv = inventory(tmp_path / "inv.yaml", {"good": (good, sys.executable), "stalled": (stalled, sys.executable)})
+    stall_after_auth(stalled)
+    code, out, err, seconds = edgebench(ssh_home, "devices", "--inventory", inv, "--json")
+    assert code == 3, err
+    assert seconds < 60
+    status = {d["name"]: d for d in json.loads(out)["devices"]}
+    assert status["good"]["status"] == "ok"
+    assert status["stalled"]["status"] == "timeout"
