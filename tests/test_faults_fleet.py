@@ -129,6 +129,7 @@ def test_a_stalled_and_a_hostile_device_cost_only_their_own_cells(
     got = cells(ssh_home, store)
     assert got[("good", "mlp")]["status"] == "ok"
     assert got[("stalled", "mlp")]["status"] == "timeout", got[("stalled", "mlp")]["error"]
+    assert "no answer" in got[("stalled", "mlp")]["error"]
     assert got[("hostile", "mlp")]["status"] == "invalid_output"
     assert "delegate must be a mapping" in got[("hostile", "mlp")]["error"]
     assert "PASS" in out.upper() and "p50" in out  # the gate ran on the stored run
@@ -147,3 +148,46 @@ def test_devices_returns_when_a_server_stalls_after_authenticating(
     status = {d["name"]: d for d in json.loads(out)["devices"]}
     assert status["good"]["status"] == "ok"
     assert status["stalled"]["status"] == "timeout"
+
+
+# -- agent output is untrusted ------------------------------------------------------------------------------
+
+HOSTILE = ["delegate-string", "thermal-string", "huge-int", "deep", "nan", "inf", "negative", "flood"]
+MEASURED = ("init_ms", "first_inference_ms", "peak_rss_mb", "rss_growth_mb", "cell_ms")  # from the agent
+
+
+def test_every_kind_of_malformed_frame_fails_its_own_cell_and_the_run_goes_on(
+        sshd_servers: Callable[..., list[SSHServer]], ssh_home: Path, model: Path, tmp_path: Path) -> None:
+    servers = sshd_servers(len(HOSTILE) + 1)
+    trust(ssh_home, servers)
+    devices: dict[str, tuple[SSHServer, Path | str]] = {"good": (servers[0], sys.executable)}
+    devices.update({mode: (s, hostile_agent.install(tmp_path, mode)) for mode, s in zip(HOSTILE, servers[1:])})
+    store = tmp_path / "s.sqlite"
+    code, out, err, _ = edgebench(ssh_home, "run", "--models", model, "--inventory",
+                                  inventory(tmp_path / "inv.yaml", devices), "--store", store, *RUN)
+    assert code == 3, out + err
+    got = cells(ssh_home, store)
+    assert got[("good", "mlp")]["status"] == "ok"
+    for mode in HOSTILE:
+        cell = got[(mode, "mlp")]
+        assert cell["status"] == "invalid_output", (mode, cell["status"], cell["error"])
+        assert cell["error"] and len(cell["error"]) < 2000
+        assert all(cell[k] is None for k in MEASURED if k in cell), mode  # nothing of a rejected frame is kept
+        assert cell["latency_ms"] is None or not cell["latency_ms"].get("samples"), mode
+    assert "out of range" in got[("negative", "mlp")]["error"]
+    assert "digits" in got[("huge-int", "mlp")]["error"]
+    assert "NaN" in got[("nan", "mlp")]["error"] and "out of range" in got[("inf", "mlp")]["error"]
+
+
+def test_an_agent_that_only_chatters_is_timed_out_from_the_cell_start(
+        sshd_servers: Callable[..., list[SSHServer]], ssh_home: Path, model: Path, tmp_path: Path) -> None:
+    (server,) = sshd_servers(1)
+    trust(ssh_home, [server])
+    inv = inventory(tmp_path / "inv.yaml", {"chatty": (server, hostile_agent.install(tmp_path, "chatter"))})
+    store = tmp_path / "s.sqlite"
+    code, out, err, seconds = edgebench(ssh_home, "run", "--models", model, "--inventory", inv, "--store", store,
+                                        "--cell-timeout", "1", *RUN, timeout=120)
+    assert code == 3, out + err
+    cell = cells(ssh_home, store)[("chatty", "mlp")]
+    assert cell["status"] == "timeout" and "no result for this cell within 11 s" in cell["error"]
+    assert seconds < 60  # 1 s cell timeout + 10 s grace, not forever
