@@ -191,3 +191,91 @@ def test_an_agent_that_only_chatters_is_timed_out_from_the_cell_start(
     cell = cells(ssh_home, store)[("chatty", "mlp")]
     assert cell["status"] == "timeout" and "no result for this cell within 11 s" in cell["error"]
     assert seconds < 60  # 1 s cell timeout + 10 s grace, not forever
+
+
+# -- output is capped on every transport --------------------------------------------------------------------
+
+FLOOD_SCRIPT = r"""
+import json, resource, sys
+from harness.config.inventory import Device
+from harness.fleet.transport import TransportError, make_transport
+kb = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+with make_transport(Device(**json.loads(sys.argv[1]))) as t:
+    t.run(["true"], 30)
+    before = kb()
+    try:
+        t.run(["head", "-c", str(200 << 20), "/dev/zero"], 120)
+        status, error = "ok", None
+    except TransportError as exc:
+        status, error = exc.status.value, exc.message
+print(json.dumps({"status": status, "error": error, "growth_mb": (kb() - before) / 1024}))
+"""
+
+
+def flood(home: Path, **device: Any) -> dict[str, Any]:
+    """A device printing 200 MB on stdout, run through a transport in a fresh process: its status and RSS growth."""
+    done = subprocess.run([sys.executable, "-c", FLOOD_SCRIPT, json.dumps(device)], capture_output=True, text=True,
+                          timeout=HARD_TIMEOUT_S, env=dict(os.environ, HOME=str(home), PYTHONPATH=str(ROOT)))
+    assert done.returncode == 0, done.stderr[-2000:]
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def test_a_device_flooding_stdout_is_cut_at_the_cap_and_host_memory_stays_bounded(
+        sshd_servers: Callable[..., list[SSHServer]], ssh_home: Path) -> None:
+    (server,) = sshd_servers(1)
+    trust(ssh_home, [server])
+    ssh = flood(ssh_home, name="flood", host=server.host, port=server.port, user=server.user,
+                key_file=str(server.client_key_path))
+    local = flood(ssh_home, name="local", transport="local")
+    for result in (ssh, local):
+        assert result["status"] == "invalid_output" and "wrote more than 16 MB on stdout" in result["error"]
+        assert result["growth_mb"] < 64, result  # 200 MB kept in memory before the cap
+
+
+# -- the device's work directory is not trusted ---------------------------------------------------------------
+
+
+def test_a_planted_cache_file_is_replaced_and_shared_or_foreign_workdirs_are_refused(
+        sshd_servers: Callable[..., list[SSHServer]], ssh_home: Path, model: Path, tmp_path: Path) -> None:
+    from harness.common.files import sha256_file
+    from harness.fleet.shipping import agent_zip
+
+    planted, shared, foreign = sshd_servers(3)
+    trust(ssh_home, [planted, shared, foreign])
+    workdirs = {name: s.home / "edgebench" for name, s in (("planted", planted), ("shared", shared),
+                                                          ("foreign", foreign))}
+    for path in workdirs.values():
+        (path / "cache").mkdir(parents=True, mode=0o700)
+    # Under the agent's expected name, in a private directory: what an earlier tenant could have left.
+    marker = tmp_path / "planted-code-ran"
+    trap = workdirs["planted"] / "cache" / f"{sha256_file(agent_zip())}.pyz"
+    trap.write_text(f"open({str(marker)!r}, 'w').write('yes')\n")
+    workdirs["shared"].chmod(0o777)
+    os.chown(workdirs["foreign"], 65534, 65534)
+    inv = inventory(tmp_path / "inv.yaml", {name: (s, sys.executable) for name, s in (
+        ("planted", planted), ("shared", shared), ("foreign", foreign))},
+        **{name: {"workdir": str(path)} for name, path in workdirs.items()})
+    store = tmp_path / "s.sqlite"
+    code, out, err, _ = edgebench(ssh_home, "run", "--models", model, "--inventory", inv, "--store", store, *RUN)
+    assert code == 3, out + err
+    got = cells(ssh_home, store)
+    assert got[("planted", "mlp")]["status"] == "ok", got[("planted", "mlp")]["error"]
+    assert not marker.exists() and sha256_file(trap) == sha256_file(agent_zip())
+    for name, why in (("shared", "writable by other users (mode drwxrwxrwx"), ("foreign", "owned by user 65534")):
+        cell = got[(name, "mlp")]
+        assert cell["status"] == "environment_error", cell
+        assert f"{name}: work directory {workdirs[name]} refused" in cell["error"] and why in cell["error"]
+    assert not [f for name in ("shared", "foreign") for f in (workdirs[name] / "cache").iterdir()]  # nothing shipped
+
+
+def test_new_work_directories_are_private(sshd_servers: Callable[..., list[SSHServer]], ssh_home: Path,
+                                          model: Path, tmp_path: Path) -> None:
+    (server,) = sshd_servers(1)
+    trust(ssh_home, [server])
+    inv = inventory(tmp_path / "inv.yaml", {"dev": (server, sys.executable)})
+    code, out, err, _ = edgebench(ssh_home, "run", "--models", model, "--inventory", inv, "--store",
+                                  tmp_path / "s.sqlite", *RUN)
+    assert code == 0, out + err
+    workdir = server.home / ".cache" / "edgebench"
+    assert (workdir.stat().st_mode & 0o777, (workdir / "cache").stat().st_mode & 0o777) == (0o700, 0o700)

@@ -317,6 +317,7 @@ def test_ssh_config_alias(sshd_servers: Servers, ssh_home: Path) -> None:
     trust(ssh_home, server)
     (ssh_home / "keys").mkdir()
     (ssh_home / "keys" / "lab").write_bytes(server.client_key_path.read_bytes())
+    (ssh_home / "keys" / "lab").chmod(0o600)  # a key others can read is refused, as OpenSSH refuses it
     (ssh_home / ".ssh" / "config").write_text(
         f"Host pi-bench pi-stranger\n  HostName 127.0.0.1\n  Port {server.port}\n"
         f"  IdentityFile ~/keys/lab\n  IdentityFile ~/keys/missing\n"
