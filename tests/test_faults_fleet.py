@@ -46,13 +46,13 @@ def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def inventory(path: Path, devices: dict[str, tuple[SSHServer, Path | str]], **extra: dict[str, Any]) -> Path:
-    """An Ansible-style inventory: name -> (server, device python)."""
+    """An Ansible-style inventory: name -> (server, device python); ``extra`` adds or replaces host variables."""
     lines = ["all:", "  hosts:"]
     for name, (s, python) in devices.items():
-        lines += [f"    {name}:", "      ansible_host: 127.0.0.1", f"      ansible_port: {s.port}",
-                  f"      ansible_user: {s.user}", f"      ansible_ssh_private_key_file: {s.client_key_path}",
-                  f"      ansible_python_interpreter: {python}"]
-        lines += [f"      {k}: {v}" for k, v in extra.get(name, {}).items()]
+        host = {"ansible_host": "127.0.0.1", "ansible_port": s.port, "ansible_user": s.user,
+                "ansible_ssh_private_key_file": s.client_key_path, "ansible_python_interpreter": python,
+                **extra.get(name, {})}
+        lines += [f"    {name}:"] + [f"      {k}: {v}" for k, v in host.items()]
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -279,3 +279,73 @@ def test_new_work_directories_are_private(sshd_servers: Callable[..., list[SSHSe
     assert code == 0, out + err
     workdir = server.home / ".cache" / "edgebench"
     assert (workdir.stat().st_mode & 0o777, (workdir / "cache").stat().st_mode & 0o777) == (0o700, 0o700)
+
+
+# -- private keys ---------------------------------------------------------------------------------------------
+
+
+def test_loose_private_keys_are_refused_and_errors_name_keys_by_file_name_only(
+        sshd_servers: Callable[..., list[SSHServer]], ssh_home: Path, model: Path, tmp_path: Path) -> None:
+    from tests.support.sshd import keygen
+
+    loose_server, wrong_server = sshd_servers(2)
+    trust(ssh_home, [loose_server, wrong_server])
+    keys = tmp_path / "secret-key-dir"
+    keys.mkdir()
+    loose = keys / "lab_key"
+    loose.write_bytes(loose_server.client_key_path.read_bytes())
+    loose.chmod(0o644)  # the right key, but anyone on this machine can read it
+    wrong = keys / "stranger_key"
+    keygen(wrong)  # private, but not authorised on the device
+    (ssh_home / ".ssh" / "id_ed25519").write_bytes(loose_server.client_key_path.read_bytes())
+    (ssh_home / ".ssh" / "id_ed25519").chmod(0o640)  # a default key others can read is skipped, not used
+    inv = inventory(tmp_path / "inv.yaml", {"loose": (loose_server, sys.executable),
+                                            "wrong": (wrong_server, sys.executable)},
+                    loose={"ansible_ssh_private_key_file": str(loose)},
+                    wrong={"ansible_ssh_private_key_file": str(wrong)})
+    store = tmp_path / "s.sqlite"
+    code, out, err, _ = edgebench(ssh_home, "run", "--models", model, "--inventory", inv, "--store", store, *RUN)
+    assert code == 3, out + err
+    got = cells(ssh_home, store)
+    refused, failed = got[("loose", "mlp")], got[("wrong", "mlp")]
+    assert refused["status"] == "auth_failed" and "key file lab_key is readable by others (mode 0644)" in \
+        refused["error"]
+    assert failed["status"] == "auth_failed" and "stranger_key" in failed["error"]
+    assert "skipped ~/.ssh/id_ed25519: readable by others" in failed["error"]
+    for cell in (refused, failed):
+        assert str(keys) not in cell["error"] and str(ssh_home) not in cell["error"]  # no local paths leave
+
+
+# -- LiteRT's benchmark_model output is untrusted too ----------------------------------------------------------
+
+TOOL_OUTPUT = """INFO: Num threads: [4]
+INFO: Replacing 5 out of 9 node(s) with delegate (TfLiteXNNPackDelegate) node, yielding 1 partitions for subgraph 0.
+INFO: Running benchmark for at least 50 iterations and at least 1 seconds but terminate if exceeding 150 seconds.
+INFO: count=50 first=1875 curr=1409 min=1400 max=1951 avg=1455 std=135 p5=1405 median=1412 p95=1875
+INFO: Inference timings in us: Init: 9231, First inference: 2351, Warmup (avg): 2116, Inference (avg): 1455
+INFO: Overall peak memory footprint (MB) via periodic monitoring: 80.3125
+"""
+TOOL_GARBAGE = {"init-dash": ("Init: 9231", "Init: -"), "overflow": ("avg=1455", "avg=1e999"),
+                "huge-count": ("Replacing 5 out of 9", "Replacing " + "9" * 500 + " out of 9"),
+                "more-delegated-than-nodes": ("Replacing 5 out of 9", "Replacing 12 out of 9")}
+
+
+def test_unparsable_benchmark_model_output_is_an_invalid_output_cell(model: Path, tmp_path: Path) -> None:
+    from tests.support.cli import run_cli
+
+    lines = ["all:", "  hosts:"]
+    for name, (good, bad) in {"fine": ("", ""), **TOOL_GARBAGE}.items():
+        tool = tmp_path / f"benchmark_model-{name}"
+        tool.write_text("#!/bin/sh\ncat <<'EOF'\n" + TOOL_OUTPUT.replace(good, bad) + "EOF\n")
+        lines += [f"    {name}:", "      ansible_connection: local", "      runner: benchmark_model",
+                  f"      benchmark_binary: {tool}", f"      workdir: {tmp_path / name}"]
+    (tmp_path / "inv.yaml").write_text("\n".join(lines) + "\n")
+    store = tmp_path / "s.sqlite"
+    result = run_cli("run", "--models", model, "--inventory", tmp_path / "inv.yaml", "--store", store, *RUN)
+    assert result.code == 3, result.out + result.err
+    exported = json.loads(run_cli("export", "--store", store).out)["results"]
+    got = {c["device"]: c for c in exported}
+    assert got["fine"]["status"] == "ok" and got["fine"]["latency_ms"]["mean"] == pytest.approx(1.455)
+    for name in TOOL_GARBAGE:
+        assert got[name]["status"] == "invalid_output", (name, got[name]["error"])
+        assert got[name]["error"].startswith("benchmark_model output:") and got[name]["delegate"] is None

@@ -204,6 +204,7 @@ def test_default_key_and_ssh_agent(sshd_servers: Servers, ssh_home: Path, tmp_pa
     # ~/.ssh/id_ed25519, found without being named.
     for suffix in ("", ".pub"):
         (ssh_home / ".ssh" / f"id_ed25519{suffix}").write_bytes(Path(f"{server.client_key_path}{suffix}").read_bytes())
+    (ssh_home / ".ssh" / "id_ed25519").chmod(0o600)  # as ssh-keygen writes it: a key others can read is skipped
     with SSHTransport(device(server, key_file=None)) as t:
         assert t.run(["true"], 10).code == 0
     for suffix in ("", ".pub"):

@@ -8,7 +8,9 @@ key that differs from the recorded one is always refused.
 ~/.ssh/config (or the device's ``ssh_config``) is read the way OpenSSH reads it:
 Host aliases, HostName, User, Port, IdentityFile and ProxyJump; the device's
 host is looked up as an alias, and its port, user and key_file win over the
-config. Authentication tries the key files, then ssh-agent, then ~/.ssh/id_*.
+config. Authentication tries the key files, then ~/.ssh/id_*, then ssh-agent;
+a key file that others can read is refused (a default one skipped), as OpenSSH
+does.
 
 Every command runs as ``setsid sh -c 'print pgid; exec argv'`` so the whole
 remote process group can be killed later through a second exec on the same
@@ -40,7 +42,7 @@ from ...config.inventory import Device
 from .base import (MAX_OUTPUT_BYTES, STDERR_KEEP_BYTES, Capture, CommandResult, RemoteProcess, Transport,
                    TransportError, Watchdog, too_much_output)
 from .hostkeys import HostKeyPolicy, KnownHosts, transport_preferring
-from .sshkeys import Endpoint, key_label, private_key, scrub_key_paths, split_jump
+from .sshkeys import Endpoint, default_keys, key_label, private_key, scrub_key_paths, split_jump
 
 DEFAULT_WORKDIR = ".cache/edgebench"  # relative to the device's $HOME
 KEEPALIVE_S = 30  # an agent measuring quietly for minutes must not lose its connection to an idle NAT timeout
@@ -257,10 +259,12 @@ class SSHTransport(Transport):
         client.set_missing_host_key_policy(HostKeyPolicy(self, known, ep.label))
         timeout = self.connect_timeout
         started = time.monotonic()
+        defaults, loose = default_keys()  # paramiko's own search would take keys others can read
+        keys = ep.key_files + [k for k in defaults if k not in ep.key_files]
         try:
-            client.connect(ep.hostname, ep.port, ep.user, key_filename=ep.key_files or None, sock=sock,
+            client.connect(ep.hostname, ep.port, ep.user, key_filename=keys or None, sock=sock,
                            timeout=timeout, banner_timeout=timeout, auth_timeout=timeout, channel_timeout=timeout,
-                           allow_agent=True, look_for_keys=True,
+                           allow_agent=True, look_for_keys=False,
                            transport_factory=transport_preferring(known.keys_for(ep.known_hosts_name)))
         except (paramiko.SSHException, OSError, EOFError) as exc:
             transport = client.get_transport()
@@ -270,10 +274,11 @@ class SSHTransport(Transport):
                     reason = f"no SSH handshake within {timeout:g} s"
                 raise TransportError("unreachable", f"{ep.label}: no SSH session with {ep.hostname}:{ep.port}: "
                                                     f"{reason}") from None
-            tried = [key_label(k) for k in ep.key_files] + (["ssh-agent"] if os.environ.get("SSH_AUTH_SOCK") else [])
+            tried = [key_label(k) for k in keys] + (["ssh-agent"] if os.environ.get("SSH_AUTH_SOCK") else [])
             raise TransportError("auth_failed", f"{ep.label}: authentication as {ep.address} failed "
-                                                f"({scrub_key_paths(reason, ep.key_files)}); "
-                                                f"tried {', '.join(tried + ['~/.ssh/id_*'])}") from None
+                                                f"({scrub_key_paths(reason, keys)}); tried {', '.join(tried) or 'no key'}"
+                                                + "".join(f"; skipped ~/.ssh/{k}: readable by others" for k in loose)
+                                 ) from None
         transport = client.get_transport()
         assert transport is not None
         transport.set_keepalive(KEEPALIVE_S)

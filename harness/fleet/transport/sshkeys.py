@@ -69,6 +69,23 @@ def private_key(path: str) -> str:
     return path
 
 
+DEFAULT_KEYS = ("id_rsa", "id_ecdsa", "id_ed25519", "id_dsa")  # ~/.ssh, tried when no key is named
+
+
+def default_keys() -> tuple[list[str], list[str]]:
+    """The default ~/.ssh/id_* keys that exist: those only their owner can read, and (by file name) those
+    skipped because others can read them, as OpenSSH skips them."""
+    usable, loose = [], []
+    for name in DEFAULT_KEYS:
+        path = os.path.expanduser(f"~/.ssh/{name}")
+        if os.path.isfile(path):
+            try:
+                usable.append(private_key(path))
+            except TransportError:
+                loose.append(name)
+    return usable, loose
+
+
 def scrub_key_paths(text: str, key_files: list[str]) -> str:
     """``text`` with every key file path replaced by the key's file name."""
     for path in sorted(key_files, key=len, reverse=True):
