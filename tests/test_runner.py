@@ -21,7 +21,7 @@ from tests.support.fake_device import Script, failed, fake_factory, ok, raw, sil
 @pytest.fixture(autouse=True)
 def _fast(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(runner, "RECONNECT_BACKOFF_S", (0.0, 0.0, 0.0))
-    monkeypatch.setattr(measurers, "AGENT_GRACE_S", 0.0)
+    monkeypatch.setattr(measurers, "CELL_GRACE_S", 0.0)
 
 
 def _variants(tmp_path: Path, *names: str) -> list[ModelVariant]:

@@ -204,6 +204,7 @@ def test_default_key_and_ssh_agent(sshd_servers: Servers, ssh_home: Path, tmp_pa
     # ~/.ssh/id_ed25519, found without being named.
     for suffix in ("", ".pub"):
         (ssh_home / ".ssh" / f"id_ed25519{suffix}").write_bytes(Path(f"{server.client_key_path}{suffix}").read_bytes())
+    (ssh_home / ".ssh" / "id_ed25519").chmod(0o600)  # as ssh-keygen writes it: a key others can read is skipped
     with SSHTransport(device(server, key_file=None)) as t:
         assert t.run(["true"], 10).code == 0
     for suffix in ("", ".pub"):
@@ -317,6 +318,7 @@ def test_ssh_config_alias(sshd_servers: Servers, ssh_home: Path) -> None:
     trust(ssh_home, server)
     (ssh_home / "keys").mkdir()
     (ssh_home / "keys" / "lab").write_bytes(server.client_key_path.read_bytes())
+    (ssh_home / "keys" / "lab").chmod(0o600)  # a key others can read is refused, as OpenSSH refuses it
     (ssh_home / ".ssh" / "config").write_text(
         f"Host pi-bench pi-stranger\n  HostName 127.0.0.1\n  Port {server.port}\n"
         f"  IdentityFile ~/keys/lab\n  IdentityFile ~/keys/missing\n"

@@ -46,6 +46,7 @@ _PREFIX = re.compile(r"^(?:\d\d-\d\d \d\d:\d\d:\d\d\.\d+\s+\d+\s+\d+\s+[VDIWEF]\
                      r"(?:(INFO|ERROR|WARNING|WARN|VERBOSE|FATAL): )?")
 OP_PROFILE = "Operator-wise Profiling Info"
 MAX_OP_PROFILE = 20000
+MAX_FIGURE = 1e13  # microseconds (~4 months), MB or counts: anything larger is garbage, not a measurement
 _STATS = re.compile(r"^count=(\d+)(.*)$")
 _DELEGATES = {"TfLiteXNNPackDelegate": "xnnpack", "TfLiteGpuDelegateV2": "gpu", "TfLiteGpuDelegate": "gpu",
               "TfLiteNnapiDelegate": "nnapi", "TfLiteHexagonDelegate": "hexagon", "TfLiteCoreMlDelegate": "coreml"}
@@ -133,9 +134,16 @@ def _float(text: str, what: str = "a figure") -> float:
         value = float(text)
     except ValueError:
         raise _Unparsable(f"{what} is not a number: {text[:40]!r}") from None
-    if not math.isfinite(value) or value < 0:
+    if not math.isfinite(value) or not 0 <= value <= MAX_FIGURE:
         raise _Unparsable(f"{what} is out of range: {text[:40]!r}")
     return value
+
+
+def _count(text: str, what: str = "a node count") -> int:
+    """A count the tool printed (nodes, partitions, kernels): digits of a plausible size."""
+    if not text.isdigit() or len(text) > 9:
+        raise _Unparsable(f"{what} is out of range: {text[:40]!r}")
+    return int(text)
 
 
 def _stats(message: str) -> dict[str, float] | None:
@@ -178,8 +186,10 @@ def _delegate(lines: list[tuple[str | None, str]]) -> dict[str, Any] | None:
                              r"yielding (\d+) partitions?(?: for subgraph (\d+))?", msg)
         if replaced and (replaced.group(5) in (None, "0")):
             name = _DELEGATES.get(replaced.group(3), replaced.group(3))
-            found = {"name": name, "coverage": {"partitions": int(replaced.group(4)),
-                                                "cpu_ops": int(replaced.group(2)) - int(replaced.group(1))}}
+            delegated, total = _count(replaced.group(1)), _count(replaced.group(2))
+            if delegated > total:
+                raise _Unparsable(f"{delegated} of {total} nodes delegated")
+            found = {"name": name, "coverage": {"partitions": _count(replaced.group(4)), "cpu_ops": total - delegated}}
             continue
         applied = re.search(r"(?:Explicitly applied|Though) (\S+) delegate", msg)
         if applied:
@@ -191,7 +201,7 @@ def _delegate(lines: list[tuple[str | None, str]]) -> dict[str, Any] | None:
                     coverage = {"partitions": 0, "cpu_ops": None}
                 else:
                     kernels = re.search(r"w/ (\d+) delegate kernels", msg)
-                    coverage = {"partitions": int(kernels.group(1)), "cpu_ops": None} if kernels else None
+                    coverage = {"partitions": _count(kernels.group(1)), "cpu_ops": None} if kernels else None
                 found = {"name": name, "coverage": coverage}
         elif found is None and re.search(r"Created TensorFlow Lite XNNPACK delegate", msg):
             found = {"name": "xnnpack", "coverage": None}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,10 @@ from .protocol import ProtocolError, check_cell, encode_job, measured_from, read
 from .shipping import agent_zip, ship
 from .transport import RemoteProcess, Transport, TransportError
 
-AGENT_GRACE_S = 60.0  # beyond the cell timeout: the agent's own kill of a hung cell, and its report
+# The host's deadlines count from the start of each cell (the previous cell's result), never from the last
+# frame: an agent that keeps sending harmless frames cannot hold the host.
+AGENT_START_S = 60.0  # from the job to the agent's hello: its interpreter and runtime starting on a slow board
+CELL_GRACE_S = 10.0  # beyond the cell deadline: the agent's own kill of a hung cell, and its report
 
 
 class Measurer(ABC):
@@ -71,11 +75,12 @@ class _Frames:
         except Exception as exc:  # ProtocolError, TransportError, OSError: handled by the consumer
             self.q.put(exc)
 
-    def next(self, timeout: float) -> dict[str, Any] | None:
+    def next(self, deadline: float, what: str) -> dict[str, Any] | None:
+        """The next frame before ``deadline`` (time.monotonic()); TransportError("timeout") naming ``what``."""
         try:
-            item = self.q.get(timeout=timeout)
+            item = self.q.get(timeout=max(0.0, deadline - time.monotonic()))
         except queue.Empty:
-            raise TransportError(Status.TIMEOUT, f"agent silent for {timeout:.0f} s; killed") from None
+            raise TransportError(Status.TIMEOUT, f"{what}; agent killed") from None
         if isinstance(item, Exception):
             raise item
         return item
@@ -139,15 +144,20 @@ class AgentMeasurer(Measurer):
 
     def _consume(self, frames: _Frames, proc: RemoteProcess, ledger: Ledger) -> None:
         runtime: Runtime | None = None
+        cell_s = self.settings.cell_deadline_s + CELL_GRACE_S
+        deadline, what = time.monotonic() + AGENT_START_S, f"the agent did not start within {AGENT_START_S:g} s"
+        started = False
         while ledger.pending:
-            frame = frames.next(self.settings.cell_deadline_s + AGENT_GRACE_S)
+            frame = frames.next(deadline, what)
             if frame is None or frame["type"] == "done":
                 proc.wait(5)  # an agent that said "done" exits by itself: no kill round trip needed
                 return
             if frame["type"] == "fatal":
                 self.record["env"] = frame.get("env")
                 self.fail_device(ledger, Status.ENVIRONMENT_ERROR, str(frame.get("error"))[:1000])
-            elif frame["type"] == "hello":
+            elif frame["type"] == "hello" and not started:  # the first cell starts now
+                started, deadline = True, time.monotonic() + cell_s
+                what = f"agent silent: no result for this cell within {cell_s:g} s"
                 runtime = frame.get("runtime")
                 self.record["env"], self.record["agent_version"] = frame.get("env"), frame.get("agent_version")
             elif frame["type"] == "cell":
@@ -155,6 +165,7 @@ class AgentMeasurer(Measurer):
                 checked = check_cell(frame, ledger.frame_id(item))
                 accuracy = _accuracy(item.variant, checked["eval_outputs"])
                 ledger.receive(checked["status"], checked.get("error"), measured_from(checked, runtime, accuracy))
+                deadline = time.monotonic() + cell_s  # the next cell starts now
 
 
 class BenchmarkModelMeasurer(Measurer):

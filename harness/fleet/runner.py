@@ -66,9 +66,10 @@ def measure_device(device: Device, variants: list[ModelVariant], settings: Measu
             if exc.status == Status.CONNECTION_LOST and reconnects < len(RECONNECT_BACKOFF_S):
                 time.sleep(RECONNECT_BACKOFF_S[reconnects])
                 reconnects += 1
-            elif exc.status == Status.TIMEOUT and ledger.expected:
-                ledger.fail_current(Status.TIMEOUT, exc.message)
-            else:
+            elif exc.status in (Status.TIMEOUT, Status.INVALID_OUTPUT) and ledger.expected \
+                    and transport is not None and transport.alive():
+                ledger.fail_current(exc.status, exc.message)  # this cell hung or flooded; the device still answers
+            else:  # a device that stopped answering altogether costs its remaining cells, not the run
                 measurer.fail_device(ledger, exc.status, exc.message)
         except EdgebenchError as exc:  # e.g. no adb client on the host: this device's cells, not the whole run
             measurer.fail_device(ledger, Status.ENVIRONMENT_ERROR, str(exc))

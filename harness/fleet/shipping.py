@@ -3,6 +3,12 @@
 A file already in the device's cache is not sent again. New files go up under a
 temporary name, are checked against their sha256 on the device, then renamed,
 so an interrupted upload never leaves a file that looks complete.
+
+A device's work directory is not trusted for its file names alone: before every
+run the files already cached are hashed on the device, and one whose content
+does not match its name is removed and sent again. The directory is created
+private (umask 077), and one that another user owns or can write to is refused:
+anyone who could write there could replace what edgebench executes.
 """
 
 from __future__ import annotations
@@ -22,7 +28,25 @@ from ..results.record import Status
 from .transport import Transport, TransportError
 
 COMMAND_TIMEOUT_S = 120.0
-_LIST = 'mkdir -p "$1" && ls -1 "$1"'
+# $1 is the work directory, then pairs of (sha256, name): prints "ok NAME" for each cached file whose
+# content matches, after checking that only this user can write to the directory and its cache.
+_VERIFY = r"""umask 077
+home=$1; shift
+mkdir -p "$home/cache" || exit 1
+private() {
+  [ -d "$1" ] && [ ! -h "$1" ] || { echo "unsafe: $1 is not a directory"; return 1; }
+  set -- "$1" $(ls -ldn -- "$1")
+  case "$2" in ?????w*|????????w*) echo "unsafe: $1 is writable by other users (mode $2)"; return 1;; esac
+  [ "$4" = "$(id -u)" ] || { echo "unsafe: $1 is owned by user $4, not by this user ($(id -u))"; return 1; }
+}
+private "$home" && private "$home/cache" || exit 3
+while [ $# -ge 2 ]; do
+  if [ -f "$home/cache/$2" ]; then
+    if [ "$(sha256sum "$home/cache/$2" | cut -d' ' -f1)" = "$1" ]; then echo "ok $2"; else rm -f "$home/cache/$2"; fi
+  fi
+  shift 2
+done
+"""
 # Arguments come in triples: temporary name, expected sha256, final name.
 _COMMIT = """
 while [ $# -ge 3 ]; do
@@ -60,18 +84,28 @@ class Shipped:
 
 
 def ship(transport: Transport, files: list[Path], digests: dict[Path, str] | None = None) -> Shipped:
-    """Make every file present in the device cache; send only what is missing."""
-    cache = transport.home().rstrip("/") + "/cache"
-    listing = transport.run(["sh", "-c", _LIST, "sh", cache], COMMAND_TIMEOUT_S)
-    if listing.code != 0:
-        raise TransportError(Status.UNREACHABLE, f"cannot prepare cache {cache}: {listing.stderr.decode(errors='replace')[-300:]}")
-    present = set(listing.stdout.decode(errors="replace").split())
+    """Make every file present in the device cache, verified by its sha256; send only what is missing."""
+    home = transport.home().rstrip("/")
+    cache = home + "/cache"
+    names: dict[Path, tuple[str, str]] = {}  # local file -> (sha256, name in the cache)
+    for path in dict.fromkeys(files):
+        digest = (digests or {}).get(path) or sha256_file(path)
+        names[path] = (digest, digest + "".join(path.suffixes[-1:]))
+    checked = transport.run(["sh", "-c", _VERIFY, "sh", home, *(x for pair in names.values() for x in pair)],
+                            COMMAND_TIMEOUT_S)
+    text = checked.stdout.decode(errors="replace")
+    if checked.code == 3:
+        raise TransportError(Status.ENVIRONMENT_ERROR, f"{transport.device.name}: work directory {home} refused: "
+                             f"{text.strip().removeprefix('unsafe: ')[:300]}; edgebench runs nothing from a directory "
+                             "other users can write (chmod 700 it, or give the device another workdir)")
+    if checked.code != 0:
+        raise TransportError(Status.UNREACHABLE, f"cannot prepare cache {cache}: "
+                                                 f"{checked.stderr.decode(errors='replace')[-300:]}")
+    present = {line[3:] for line in text.splitlines() if line.startswith("ok ")}
     remote: dict[Path, str] = {}
     commit: list[str] = []
     sent = 0
-    for path in dict.fromkeys(files):
-        digest = (digests or {}).get(path) or sha256_file(path)
-        name = digest + "".join(path.suffixes[-1:])
+    for path, (digest, name) in names.items():
         remote[path] = f"{cache}/{name}"
         if name in present:
             continue

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...common.errors import EdgebenchError, ExitCode
 from .base import CommandResult, RemoteProcess, Transport, TransportError
+from .local import run_capped
 
 if TYPE_CHECKING:
     from ...config.inventory import Device
@@ -97,15 +98,13 @@ class AdbTransport(Transport):
                                  exit_code=ExitCode.BAD_INPUT)
         return path
 
-    def _adb(self, args: list[str], timeout: float, *, device: bool = True) -> subprocess.CompletedProcess[bytes]:
+    def _adb(self, args: list[str], timeout: float, *, device: bool = True) -> CommandResult:
+        """One run of the adb client; its output capped like every transport's (MAX_OUTPUT_BYTES)."""
         argv = [self._adb_binary()] + (["-s", self.serial] if device else []) + args
-        try:
-            return subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            raise TransportError("timeout", f"adb {args[0]} on {self.serial} did not finish in {timeout:.0f} s") from None
+        return run_capped(argv, timeout, what=f"adb {args[0]} on {self.serial}")
 
     @staticmethod
-    def _text(done: subprocess.CompletedProcess[bytes]) -> str:
+    def _text(done: CommandResult) -> str:
         return (done.stdout + done.stderr).decode("utf-8", "replace").strip()
 
     # -- Transport --------------------------------------------------------------------------------------
@@ -120,7 +119,7 @@ class AdbTransport(Transport):
         while True:
             done = self._adb(["get-state"], QUICK_TIMEOUT_S)
             state = self._text(done)
-            if done.returncode == 0 and state == "device":
+            if done.code == 0 and state == "device":
                 return
             status = _classify(state)
             # A phone just plugged in or reconnecting is "offline" for a moment; the others will not change.
@@ -189,9 +188,11 @@ class AdbTransport(Transport):
         try:
             done = self._adb(["shell", self._shell_arg(script)], timeout)
         except TransportError as exc:
-            if exc.status != "timeout":
+            if exc.status not in ("timeout", "invalid_output"):
                 raise
             self._end_job(files)
+            if exc.status == "invalid_output":
+                raise
             raise TransportError("timeout", f"{argv[0]} did not finish in {timeout:.0f} s") from None
         found = re.search(b"\n" + re.escape(marker.encode()) + rb"(\d+)\n", done.stdout)
         if found is None:
@@ -203,7 +204,7 @@ class AdbTransport(Transport):
     def put(self, local: Path, remote: str) -> None:
         size = local.stat().st_size
         done = self._adb(["push", str(local), remote], 60 + size / PUSH_BYTES_PER_S)
-        if done.returncode != 0:
+        if done.code != 0:
             text = self._text(done)
             # "remote ..." is the device refusing the file (permissions, full disk): it is there but unusable.
             status = "unreachable" if "remote" in text else _classify(text)

@@ -9,6 +9,9 @@ protocol) is shared by all transports.
 from __future__ import annotations
 
 import abc
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -17,6 +20,11 @@ from ...results.record import Status
 
 if TYPE_CHECKING:
     from ...config.inventory import Device
+
+# What one command may print on stdout (every transport): a device flooding its output must not grow the
+# host's memory without bound. Frames of the agent have their own cap (MAX_FRAME_BYTES).
+MAX_OUTPUT_BYTES = 16 << 20
+STDERR_KEEP_BYTES = 1 << 20  # the tail of a command's stderr that is kept
 
 
 class TransportError(Exception):
@@ -27,6 +35,77 @@ class TransportError(Exception):
         # unreachable | host_key_unknown | host_key_changed | auth_failed | connection_lost | timeout
         self.status = Status(status)
         self.message = message
+
+
+def too_much_output(what: str) -> TransportError:
+    return TransportError(Status.INVALID_OUTPUT, f"{what} wrote more than {MAX_OUTPUT_BYTES >> 20} MB on stdout: "
+                                                 "output cut there and the command killed")
+
+
+class Capture:
+    """Reads a stream to its end on a thread, keeping at most ``limit`` bytes: the head, where more is an
+    error (``overflow`` is set and reading stops), or with ``tail`` the last bytes (stderr)."""
+
+    def __init__(self, stream: IO[bytes], limit: int, *, tail: bool = False):
+        self._stream, self._limit, self._tail = stream, limit, tail
+        self._buf = bytearray()
+        self._lock = threading.Lock()
+        self.overflow = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="capture", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            try:
+                chunk = self._stream.read1(1 << 16) if hasattr(self._stream, "read1") else self._stream.read(1 << 16)
+            except (OSError, EOFError, ValueError):
+                return
+            if not chunk:
+                return
+            with self._lock:
+                self._buf += chunk
+                if len(self._buf) > self._limit:
+                    if not self._tail:
+                        del self._buf[self._limit:]
+                        self.overflow.set()
+                        return
+                    del self._buf[: len(self._buf) - self._limit]
+
+    def join(self, timeout: float) -> bool:
+        """Whether the stream has ended (or overflowed) within ``timeout`` seconds."""
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def data(self) -> bytes:
+        with self._lock:
+            return bytes(self._buf)
+
+
+class Watchdog:
+    """Calls ``on_expiry`` once when ``seconds`` pass without a ``kick()``: a deadline for a blocking step
+    that has none of its own, enforced by closing what it waits on. ``stop()`` when the step is over."""
+
+    def __init__(self, seconds: float, on_expiry: Callable[[], None]):
+        self.seconds = seconds
+        self.expired = False
+        self._on_expiry = on_expiry
+        self._deadline = time.monotonic() + seconds
+        self._done = threading.Event()
+        threading.Thread(target=self._run, name="watchdog", daemon=True).start()
+
+    def kick(self, *_: object) -> None:
+        """Progress was made: the deadline starts again (usable as a progress callback)."""
+        self._deadline = time.monotonic() + self.seconds
+
+    def stop(self) -> None:
+        self._done.set()
+
+    def _run(self) -> None:
+        while not self._done.wait(max(0.0, self._deadline - time.monotonic())):
+            if time.monotonic() >= self._deadline:
+                self.expired = True
+                self._on_expiry()
+                return
 
 
 @dataclass

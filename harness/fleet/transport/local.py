@@ -7,9 +7,60 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
+import time
 from pathlib import Path
 
-from .base import CommandResult, RemoteProcess, Transport, TransportError
+from .base import (MAX_OUTPUT_BYTES, STDERR_KEEP_BYTES, Capture, CommandResult, RemoteProcess, Transport,
+                   TransportError, too_much_output)
+
+
+def run_capped(argv: list[str], timeout: float, stdin: bytes = b"", what: str | None = None) -> CommandResult:
+    """Run a local program (the local transport's commands, the adb client) in its own process group, with
+    stdout capped at MAX_OUTPUT_BYTES and only the tail of stderr kept; killed at ``timeout`` or overflow."""
+    what = what or argv[0]
+    try:
+        popen = subprocess.Popen(argv, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, start_new_session=True)
+    except OSError as exc:
+        raise TransportError("unreachable", f"cannot run {what}: {exc}") from None
+    assert popen.stdout is not None and popen.stderr is not None
+    out, err = Capture(popen.stdout, MAX_OUTPUT_BYTES), Capture(popen.stderr, STDERR_KEEP_BYTES, tail=True)
+    if stdin:
+        threading.Thread(target=_feed, args=(popen, stdin), daemon=True).start()
+    deadline = time.monotonic() + timeout
+    code = None
+    while code is None and not out.overflow.is_set() and time.monotonic() < deadline:
+        try:
+            code = popen.wait(min(0.1, max(0.0, deadline - time.monotonic())))
+        except subprocess.TimeoutExpired:
+            pass
+    # output still in the pipes after the exit
+    ended = code is not None and out.join(max(1.0, deadline - time.monotonic())) and err.join(1.0)
+    if not ended or out.overflow.is_set():
+        _kill_group(popen)
+    if out.overflow.is_set():
+        raise too_much_output(what)
+    if not ended:
+        raise TransportError("timeout", f"{what} did not finish in {timeout:g} s")
+    return CommandResult(popen.returncode, out.data(), err.data())
+
+
+def _feed(popen: subprocess.Popen[bytes], data: bytes) -> None:
+    assert popen.stdin is not None
+    try:
+        popen.stdin.write(data)
+        popen.stdin.close()
+    except OSError:
+        pass  # the program exited without reading its input; its exit code tells the story
+
+
+def _kill_group(popen: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(popen.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    popen.wait()
 
 
 class LocalProcess(RemoteProcess):
@@ -27,11 +78,7 @@ class LocalProcess(RemoteProcess):
             return None
 
     def kill(self) -> None:
-        try:
-            os.killpg(self.popen.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.popen.wait()
+        _kill_group(self.popen)
 
     def stderr_tail(self, limit: int = 2000) -> str:
         self._stderr.flush()
@@ -54,18 +101,12 @@ class LocalTransport(Transport):
         return LocalProcess(popen, err)
 
     def run(self, argv: list[str], timeout: float, stdin: bytes = b"") -> CommandResult:
-        try:
-            done = subprocess.run(argv, input=stdin, capture_output=True, timeout=timeout, start_new_session=True)
-        except subprocess.TimeoutExpired:
-            raise TransportError("timeout", f"{argv[0]} did not finish in {timeout:.0f} s") from None
-        except OSError as exc:
-            raise TransportError("unreachable", f"cannot run {argv[0]}: {exc}") from None
-        return CommandResult(done.returncode, done.stdout, done.stderr)
+        return run_capped(argv, timeout, stdin)
 
     def put(self, local: Path, remote: str) -> None:
         shutil.copyfile(local, remote)
 
     def home(self) -> str:
         path = Path(self.device.workdir or Path.home() / ".cache" / "edgebench" / "device-local").expanduser()
-        path.mkdir(parents=True, exist_ok=True)
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)  # private: see shipping.py
         return str(path.resolve())

@@ -8,11 +8,18 @@ key that differs from the recorded one is always refused.
 ~/.ssh/config (or the device's ``ssh_config``) is read the way OpenSSH reads it:
 Host aliases, HostName, User, Port, IdentityFile and ProxyJump; the device's
 host is looked up as an alias, and its port, user and key_file win over the
-config. Authentication tries the key files, then ssh-agent, then ~/.ssh/id_*.
+config. Authentication tries the key files, then ~/.ssh/id_*, then ssh-agent;
+a key file that others can read is refused (a default one skipped), as OpenSSH
+does.
 
 Every command runs as ``setsid sh -c 'print pgid; exec argv'`` so the whole
 remote process group can be killed later through a second exec on the same
 connection; where the device has no ``setsid`` (macOS) only the process itself.
+
+Every blocking step has a deadline: paramiko waits without one for channel
+requests (exec) and SFTP answers, so a server that authenticated and then
+stalled would hold the run forever. A step past its deadline closes the
+connection (which wakes every waiter) and is a ``timeout``.
 """
 
 from __future__ import annotations
@@ -24,21 +31,23 @@ import shlex
 import socket
 import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, cast
 
 import paramiko
 
 from ...config.inventory import Device
-from .base import CommandResult, RemoteProcess, Transport, TransportError
+from .base import (MAX_OUTPUT_BYTES, STDERR_KEEP_BYTES, Capture, CommandResult, RemoteProcess, Transport,
+                   TransportError, Watchdog, too_much_output)
 from .hostkeys import HostKeyPolicy, KnownHosts, transport_preferring
+from .sshkeys import Endpoint, default_keys, key_label, private_key, scrub_key_paths, split_jump
 
 DEFAULT_WORKDIR = ".cache/edgebench"  # relative to the device's $HOME
 KEEPALIVE_S = 30  # an agent measuring quietly for minutes must not lose its connection to an idle NAT timeout
 MAX_JUMPS = 8
 STDERR_TAIL_BYTES = 64 << 10
-RUN_STDERR_BYTES = 1 << 20
 
 _PGID_MARK = b"edgebench-pgid "
 _INNER = 'printf "edgebench-pgid %s\\n" "$$"; exec "$@"'
@@ -47,7 +56,7 @@ _INNER = 'printf "edgebench-pgid %s\\n" "$$"; exec "$@"'
 _OUTER = ('if command -v setsid >/dev/null 2>&1; then set -- setsid; else set --; fi; '
           '"$@" sh -c {inner} edgebench {argv}; exit $?')
 _KILL_GROUP = 'kill -KILL "-$1" 2>/dev/null || kill -KILL "$1" 2>/dev/null; true'
-_MAKE_HOME = 'cd && mkdir -p -- "$1" && cd -- "$1" && pwd -P'
+_MAKE_HOME = 'umask 077 && cd && mkdir -p -- "$1" && cd -- "$1" && pwd -P'  # private: see shipping.py
 
 # paramiko logs a dropped connection at ERROR; without a handler Python would print that
 # on stderr beside edgebench's own report of it. Records still propagate to any configured handler.
@@ -59,43 +68,6 @@ def remote_command(argv: list[str]) -> str:
     if not argv:
         raise ValueError("empty argv")
     return _OUTER.format(inner=shlex.quote(_INNER), argv=" ".join(shlex.quote(a) for a in argv))
-
-
-@dataclass
-class _Endpoint:
-    """One SSH server to reach: the device or a ProxyJump host, resolved through the ssh config."""
-
-    label: str
-    hostname: str
-    port: int
-    user: str
-    key_files: list[str]
-    jumps: list[str] = field(default_factory=list)
-
-    @property
-    def address(self) -> str:
-        return f"{self.user}@{self.hostname}:{self.port}"
-
-    @property
-    def known_hosts_name(self) -> str:
-        return self.hostname if self.port == 22 else f"[{self.hostname}]:{self.port}"
-
-
-def _split_jump(spec: str) -> tuple[str | None, str, int | None]:
-    """``[ssh://][user@]host[:port]`` (host may be ``[v6]``) -> user, host, port."""
-    spec = spec.strip().removeprefix("ssh://")
-    user, _, hostport = spec.rpartition("@")
-    port: str | None = None
-    if hostport.startswith("["):
-        host, _, rest = hostport[1:].partition("]")
-        port = rest[1:] if rest.startswith(":") else None
-    elif hostport.count(":") == 1:
-        host, port = hostport.split(":")
-    else:
-        host = hostport
-    if port is not None and not port.isdigit():
-        raise TransportError("unreachable", f"ProxyJump {spec!r}: port {port!r} is not a number")
-    return user or None, host, int(port) if port else None
 
 
 class _StderrPump:
@@ -248,30 +220,29 @@ class SSHTransport(Transport):
             raise TransportError("unreachable", f"cannot read ssh config {path}: {exc}") from None
 
     def _endpoint(self, config: paramiko.SSHConfig, alias: str, label: str, user: str | None, port: int | None,
-                  key_file: str | None) -> _Endpoint:
+                  key_file: str | None) -> Endpoint:
         try:
             opts = config.lookup(alias)
             port = port or int(opts.get("port", 22))
         except (paramiko.SSHException, ValueError, ImportError) as exc:
             raise TransportError("unreachable", f"ssh config entry for {alias!r}: {exc}") from None
         if key_file:
-            keys = [os.path.expanduser(key_file)]
-            if not os.path.isfile(keys[0]):
-                raise TransportError("auth_failed", f"key file {keys[0]} does not exist")
+            keys = [private_key(os.path.expanduser(key_file))]
         else:  # like OpenSSH, IdentityFile entries that do not exist are skipped
-            keys = [k for k in (os.path.expanduser(p) for p in opts.get("identityfile", [])) if os.path.isfile(k)]
+            keys = [private_key(k) for k in (os.path.expanduser(p) for p in opts.get("identityfile", []))
+                    if os.path.isfile(k)]
         jump = opts.get("proxyjump", "none")
-        return _Endpoint(label, opts.get("hostname", alias), port, user or opts.get("user") or getpass.getuser(), keys,
+        return Endpoint(label, opts.get("hostname", alias), port, user or opts.get("user") or getpass.getuser(), keys,
                          [] if jump.lower() == "none" else [j for j in jump.split(",") if j.strip()])
 
-    def _dial(self, config: paramiko.SSHConfig, known: KnownHosts, target: _Endpoint,
+    def _dial(self, config: paramiko.SSHConfig, known: KnownHosts, target: Endpoint,
               depth: int) -> paramiko.SSHClient:
         """Connect through target's ProxyJump hosts: the first as its own config says, later ones via the one before."""
         if depth > MAX_JUMPS:
             raise TransportError("unreachable", f"more than {MAX_JUMPS} ProxyJump hops to {target.label} (a loop?)")
         via: paramiko.SSHClient | None = None
         for spec in target.jumps:
-            user, host, port = _split_jump(spec)
+            user, host, port = split_jump(spec)
             hop = self._endpoint(config, host, f"jump host {host}", user, port, None)
             # A jump host's identity comes from its own config entry; the device's key is a fallback worth trying.
             hop.key_files += [k for k in target.key_files if k not in hop.key_files]
@@ -281,17 +252,19 @@ class SSHTransport(Transport):
                 via = self._open(hop, via, known)
         return self._open(target, via, known)
 
-    def _open(self, ep: _Endpoint, via: paramiko.SSHClient | None, known: KnownHosts) -> paramiko.SSHClient:
+    def _open(self, ep: Endpoint, via: paramiko.SSHClient | None, known: KnownHosts) -> paramiko.SSHClient:
         sock = self._socket(ep, via)
         client = paramiko.SSHClient()  # with no host keys of its own: _HostKeyPolicy decides
         self._opened.append(client)
         client.set_missing_host_key_policy(HostKeyPolicy(self, known, ep.label))
         timeout = self.connect_timeout
         started = time.monotonic()
+        defaults, loose = default_keys()  # paramiko's own search would take keys others can read
+        keys = ep.key_files + [k for k in defaults if k not in ep.key_files]
         try:
-            client.connect(ep.hostname, ep.port, ep.user, key_filename=ep.key_files or None, sock=sock,
+            client.connect(ep.hostname, ep.port, ep.user, key_filename=keys or None, sock=sock,
                            timeout=timeout, banner_timeout=timeout, auth_timeout=timeout, channel_timeout=timeout,
-                           allow_agent=True, look_for_keys=True,
+                           allow_agent=True, look_for_keys=False,
                            transport_factory=transport_preferring(known.keys_for(ep.known_hosts_name)))
         except (paramiko.SSHException, OSError, EOFError) as exc:
             transport = client.get_transport()
@@ -301,15 +274,17 @@ class SSHTransport(Transport):
                     reason = f"no SSH handshake within {timeout:g} s"
                 raise TransportError("unreachable", f"{ep.label}: no SSH session with {ep.hostname}:{ep.port}: "
                                                     f"{reason}") from None
-            tried = ep.key_files + (["ssh-agent"] if os.environ.get("SSH_AUTH_SOCK") else []) + ["~/.ssh/id_*"]
-            raise TransportError("auth_failed", f"{ep.label}: authentication as {ep.address} failed ({reason}); "
-                                                f"tried {', '.join(tried)}") from None
+            tried = [key_label(k) for k in keys] + (["ssh-agent"] if os.environ.get("SSH_AUTH_SOCK") else [])
+            raise TransportError("auth_failed", f"{ep.label}: authentication as {ep.address} failed "
+                                                f"({scrub_key_paths(reason, keys)}); tried {', '.join(tried) or 'no key'}"
+                                                + "".join(f"; skipped ~/.ssh/{k}: readable by others" for k in loose)
+                                 ) from None
         transport = client.get_transport()
         assert transport is not None
         transport.set_keepalive(KEEPALIVE_S)
         return client
 
-    def _socket(self, ep: _Endpoint, via: paramiko.SSHClient | None) -> socket.socket | paramiko.Channel:
+    def _socket(self, ep: Endpoint, via: paramiko.SSHClient | None) -> socket.socket | paramiko.Channel:
         if via is not None:
             jump = via.get_transport()
             assert jump is not None
@@ -346,44 +321,69 @@ class SSHTransport(Transport):
         self.connect()
         assert self._client is not None
         transport = self._client.get_transport()
-        try:
-            if transport is None or not transport.is_active():
-                raise paramiko.SSHException("the connection is closed")
+        if transport is None or not transport.is_active():
+            raise self.failure(f"cannot start {argv[0]}: the connection is closed")
+        with self._step(f"starting {argv[0]}", self.connect_timeout):
             chan = transport.open_session(timeout=self.connect_timeout)
             chan.exec_command(remote_command(argv))
-        except (paramiko.SSHException, OSError, EOFError) as exc:
-            raise self.failure(f"cannot start {argv[0]}: {exc}") from None
         return SSHProcess(self, chan, argv, stderr_limit)
+
+    @contextmanager
+    def _step(self, what: str, seconds: float) -> Iterator[Watchdog]:
+        """A blocking step on the connection that must finish, or (``kick``) make progress, within ``seconds``."""
+        dog = Watchdog(seconds, self._abort)
+        try:
+            yield dog
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            if dog.expired or isinstance(exc, socket.timeout) or str(exc).startswith("Timeout"):
+                self._abort()  # the connection's state is unknown after a timed-out request
+                raise TransportError("timeout", f"{what}: no answer from the device within {seconds:g} s "
+                                                "(it accepted the connection, then stopped answering)") from None
+            raise self.failure(f"{what} failed: {exc}") from None
+        finally:
+            dog.stop()
+        if dog.expired:
+            raise TransportError("timeout", f"{what}: no answer from the device within {seconds:g} s")
+
+    def _abort(self) -> None:
+        """Close the connection without a goodbye: every thread waiting on it wakes with an error."""
+        for client in self._opened:
+            transport = client.get_transport()
+            if transport is not None:
+                transport.close()
 
     def start(self, argv: list[str]) -> SSHProcess:
         return self._start(argv, STDERR_TAIL_BYTES)
 
     def run(self, argv: list[str], timeout: float, stdin: bytes = b"") -> CommandResult:
-        proc = self._start(argv, RUN_STDERR_BYTES)
-        out: list[bytes] = []
-        reader = threading.Thread(target=lambda: out.append(proc.stdout.read()), daemon=True)
-        reader.start()
+        proc = self._start(argv, STDERR_KEEP_BYTES)
+        out = Capture(proc.stdout, MAX_OUTPUT_BYTES)
         # Fed on a thread: a command that writes before it reads would otherwise block both sides.
         threading.Thread(target=_feed, args=(proc.stdin, stdin), daemon=True).start()
         deadline = time.monotonic() + timeout
-        code = proc.wait(timeout)
-        if code is not None:
-            reader.join(max(1.0, deadline - time.monotonic()))  # output still in flight after the exit status
-        if code is None or reader.is_alive():
-            proc.kill()
+        code = None
+        while code is None and not out.overflow.is_set() and time.monotonic() < deadline:
+            code = proc.wait(min(0.5, max(0.0, deadline - time.monotonic())))
+        # output still in flight after the exit status
+        ended = code is not None and out.join(max(1.0, deadline - time.monotonic()))
+        proc.kill()  # closes the channel; the process group too if it still runs
+        if out.overflow.is_set():
+            raise too_much_output(argv[0])
+        if not ended or code is None:
             raise TransportError("timeout", f"{argv[0]} did not finish in {timeout:g} s; its process group was killed")
-        proc.kill()  # closes the channel
-        return CommandResult(code, out[0] if out else b"", proc.stderr_bytes())
+        return CommandResult(code, out.data(), proc.stderr_bytes())
 
     def put(self, local: Path, remote: str) -> None:
         self.connect()
         assert self._client is not None
-        try:
-            if self._sftp is None:
-                self._sftp = self._client.open_sftp()
-            self._sftp.put(str(local), remote)
-        except (paramiko.SSHException, OSError, EOFError) as exc:
-            raise self.failure(f"upload of {local} to {remote} failed: {exc}") from None
+        client = self._client
+        if self._sftp is None:
+            with self._step("opening SFTP", self.connect_timeout):
+                self._sftp = client.open_sftp()
+        sftp = self._sftp
+        # A deadline on progress, not on the whole upload: large models take as long as the link needs.
+        with self._step(f"upload of {local.name} to {remote}", self.command_timeout) as dog:
+            sftp.put(str(local), remote, callback=dog.kick)
 
     def home(self) -> str:
         if self._home is None:
