@@ -27,6 +27,7 @@ from ..gate.evaluate import GateResult
 from ..results.comparison import MIN_CHANGE_PCT, SIGNIFICANCE
 from ..results.record import Cell, Export, Status, cell_key, p50, samples
 from ..results.stats import MIN_SAMPLES
+from .complete import complete_export
 from .format import num, short
 from .plots import PALETTE, box_quantiles, box_svg, trend_svg
 from .recommend import recommend, resolve_accuracy_bar
@@ -92,8 +93,10 @@ def render_report(export: Export, out: Path, *, baseline: Export | None = None,
                   accuracy_bar: dict[str, float] | None = None, budgets_result: GateResult | None = None) -> Path:
     """Write the run's report as ONE self-contained HTML file (atomically) and return its path."""
     _check_schema(export, "export")
+    export = complete_export(export)
     if baseline is not None:
         _check_schema(baseline, "baseline export")
+        baseline = complete_export(baseline)
     cells = list(export.get("results") or ())
     bar = resolve_accuracy_bar(accuracy_bar)
     recs = recommend(export, bar, budgets_result)
@@ -139,7 +142,7 @@ def render_index(runs: list[Export], out: Path) -> Path:
     """reports/index.html: every run over time, with p50 trends per (device, model, variant)."""
     for i, export in enumerate(runs):
         _check_schema(export, f"run #{i + 1}")
-    runs = sorted(runs, key=lambda e: ((e.get("run") or {}).get("started_at") or "", (e.get("run") or {}).get("id")
+    runs = sorted((complete_export(e) for e in runs), key=lambda e: ((e.get("run") or {}).get("started_at") or "", (e.get("run") or {}).get("id")
                                        or ""))
     out = Path(out)
     labels, rows, headers = [], [], []

@@ -11,6 +11,7 @@ from markupsafe import Markup
 from ..results.comparison import comparable, p50_change
 from ..results.record import Cell, Export, Status, Thermal, p50
 from ..results.stats import MIN_SAMPLES, THROTTLE_NOW_MASK
+from .complete import complete_device
 from .format import g4, hexval, num, p_text, pct, short, size, sort_key
 from .plots import tradeoff_svg
 from .recommend import Recommendation, acc_min, accuracy_failure, cell_accuracy
@@ -161,7 +162,7 @@ def device_views(export: Export) -> list[dict[str, Any]]:
         cells_by_device.setdefault(cell["device"], []).append(cell)
     devices: dict[str, Any] = {d["name"]: d for d in export.get("devices") or ()}
     for name in cells_by_device:
-        devices.setdefault(name, {"name": name})
+        devices.setdefault(name, complete_device({"name": name}))  # cells of a device with no record
     views = []
     for i, (name, dev) in enumerate(devices.items()):
         cells = sorted(cells_by_device.get(name, []), key=lambda c: c.get("measured_at") or "")

@@ -1,0 +1,121 @@
+"""Trust under hostile input (issue #11): every run renders, every path stays in its directory, names stay
+names, YAML stays small, parsers stay linear, and a report never overwrites what it did not write."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.report.render import render_index, render_report
+from harness.results.record import Cell, Status
+from harness.results.store import Store
+
+from tests.support.browser import Browser, find_chromium
+from tests.support.cli import run_cli
+from tests.support.synthetic import synthetic_cell, synthetic_device, synthetic_export
+
+
+# -- 1. the report renders every run the store can hold ------------------------------------------------
+def _unreachable_run(store: Path) -> str:
+    """A real store holding a run where one device answered and one did not (no environment record)."""
+    db = Store(store)
+    run_id = db.create_run("lab", {"settings": {"runs": 50}, "inventory": "inventory.yaml", "suite": None,
+                                   "commit": None, "host": {"hostname": "ci", "edgebench": "0.1.0"}})
+    db.put_device(run_id, "pi-ok", synthetic_device("pi-ok"))  # type: ignore[arg-type]
+    db.put_device(run_id, "pi-down", {"name": "pi-down", "transport": "ssh", "host": "10.9.9.9",
+                                      "status": Status.UNREACHABLE, "error": "[Errno 113] No route to host",
+                                      "env": None, "agent_version": None})
+    db.put_cell(run_id, synthetic_cell("pi-ok", "m", "fp32", [1.0, 1.1, 1.2] * 30))
+    for status in (Status.UNREACHABLE, Status.AUTH_FAILED, Status.HOST_KEY_CHANGED):
+        db.put_cell(run_id, synthetic_cell(f"pi-{status}", "m", "fp32", None, status=str(status), error="refused"))
+    db.put_cell(run_id, synthetic_cell("pi-down", "m", "fp32", None, status="unreachable", error="no route"))
+    db.finish_run(run_id)
+    db.close()
+    return run_id
+
+
+def test_report_of_a_run_with_an_unreachable_device_renders_and_shows_its_status(tmp_path: Path) -> None:
+    store = tmp_path / "results.sqlite"
+    run_id = _unreachable_run(store)
+    result = run_cli("report", "--store", store, "-o", tmp_path / "reports" / "r.html")
+    assert result.code == 0, result.err
+    html = (tmp_path / "reports" / "r.html").read_text()
+    assert "pi-down" in html and "unreachable" in html and "No route to host" in html
+    assert "auth_failed" in html and "host_key_changed" in html
+    assert run_id in (tmp_path / "reports" / "index.html").read_text()
+
+
+OPTIONAL_RUN = ("label", "started_at", "finished_at", "settings", "inventory", "suite", "commit", "host")
+OPTIONAL_DEVICE = ("transport", "host", "groups", "tags", "runtime", "delegate", "threads", "status", "error",
+                   "env", "agent_version", "bytes_shipped", "files_shipped", "android")
+
+
+def _thin(rng: random.Random, d: dict[str, Any], keys: Any, *, null: bool = True) -> None:
+    """Drop (or null) some of ``keys`` of ``d``, and drop keys at random inside the mappings among them."""
+    for key in list(keys):
+        roll = rng.random()
+        if roll < 0.25:
+            d.pop(key, None)
+        elif roll < 0.45 and null:
+            d[key] = None
+        elif isinstance(d.get(key), dict):
+            _thin(rng, d[key], list(d[key]), null=False)
+
+
+def _random_run(rng: random.Random, i: int) -> dict[str, Any]:
+    statuses = list(Status)
+    cells: list[Cell] = []
+    for n in range(rng.randint(1, 8)):
+        status = rng.choice(statuses)
+        ok = status == Status.OK and rng.random() < 0.8
+        samples = [round(rng.uniform(1, 3), 3) for _ in range(rng.choice([1, 3, 70]))] if ok else None
+        cell = synthetic_cell(f"dev-{rng.randint(0, 3)}", f"model-{rng.randint(0, 1)}", f"v{n}", samples,
+                              status=str(status), error=None if status == Status.OK else f"reason {n}",
+                              cosine=rng.choice([None, 0.5, 0.999]), throttled=rng.choice([0, 0x80008]),
+                              flags=tuple(rng.sample(["high_cv", "throttled", "random_calibration", "cpu_fallback"],
+                                                     rng.randint(0, 2))))
+        required = ("device", "model", "variant", "status")
+        _thin(rng, cell, [k for k in list(cell) if k not in required])  # type: ignore[arg-type]
+        cells.append(cell)
+    export: dict[str, Any] = dict(synthetic_export(cells, run_id=f"20261124-07150{i % 10}-{i:04x}"))
+    for dev in export["devices"]:
+        dev["status"] = str(rng.choice(statuses))
+        _thin(rng, dev, OPTIONAL_DEVICE)
+    export["devices"] = [d for d in export["devices"] if rng.random() < 0.8]  # cells of devices with no record
+    _thin(rng, export["run"], OPTIONAL_RUN)
+    return export
+
+
+def test_report_renders_generated_runs_mixing_every_status_and_missing_field(tmp_path: Path) -> None:
+    rng = random.Random(11)
+    runs = [_random_run(rng, i) for i in range(150)]
+    seen = {c["status"] for run in runs for c in run["results"]}
+    assert seen == {str(s) for s in Status}
+    for i, export in enumerate(runs):
+        baseline = runs[i - 1] if i % 3 == 0 else None
+        out = render_report(export, tmp_path / f"r{i}.html", baseline=baseline)  # type: ignore[arg-type]
+        html = out.read_text()
+        assert "edgebench-schema-version" in html
+        for cell in export["results"]:
+            assert str(cell["status"]) in html
+    render_index(runs, tmp_path / "index.html")  # type: ignore[arg-type]
+    json.loads(json.dumps(runs))  # the generated runs are what a store can hold: plain JSON
+
+
+def test_a_generated_run_with_missing_fields_works_in_chromium(tmp_path: Path) -> None:
+    if find_chromium() is None:
+        pytest.fail("chromium is not installed: apt-get install chromium")
+    rng = random.Random(5)
+    export = _random_run(rng, 1)
+    export["devices"] = []
+    report = render_report(export, tmp_path / "r.html")  # type: ignore[arg-type]
+    with Browser(tmp_path / "profile") as browser:
+        page = browser.new_page()
+        page.goto(report.as_uri())
+        assert page.eval("document.querySelectorAll('#matrix tbody tr').length") == len(export["results"])
+        page.click("#matrix thead th:nth-child(5)")  # sorting rows with missing values
+        assert page.errors() == []
