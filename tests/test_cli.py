@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -148,7 +149,8 @@ def test_bad_input_exit_codes(tmp_path: Path, converted: Path) -> None:
 
 def test_suite_file_drives_a_run(tmp_path: Path, converted: Path) -> None:
     suite = tmp_path / "suite.yaml"
-    suite.write_text(f"label: from-suite\nmodels:\n  - path: {converted}\n    variants: [fp32, int8]\n"
+    shutil.copytree(converted, tmp_path / "cnn")  # a suite's paths stay inside its directory
+    suite.write_text("label: from-suite\nmodels:\n  - path: cnn\n    variants: [fp32, int8]\n"
                      "devices: [local]\nruns: 4\nmin_seconds: 0\nrepeats: 2\n")
     store = tmp_path / "s.sqlite"
     result = run_cli("run", suite, "--store", store, "-q")

@@ -119,3 +119,92 @@ def test_a_generated_run_with_missing_fields_works_in_chromium(tmp_path: Path) -
         assert page.eval("document.querySelectorAll('#matrix tbody tr').length") == len(export["results"])
         page.click("#matrix thead th:nth-child(5)")  # sorting rows with missing values
         assert page.errors() == []
+
+
+# -- 2. every path read from a manifest or a suite stays in its directory --------------------------------
+def _converted_dir(root: Path, **changes: Any) -> Path:
+    """A directory as `edgebench convert` writes it (one tiny variant), with ``changes`` to its manifest."""
+    root.mkdir(parents=True)
+    (root / "fp32.tflite").write_bytes(b"\0" * 64)
+    (root / "eval_inputs.npz").write_bytes(b"")
+    entry = {"status": "ok", "error": None, "file": "fp32.tflite", "sha256": "0" * 64, "bytes": 64, "warnings": []}
+    manifest: dict[str, Any] = {"schema_version": 1, "model": "m", "eval_inputs": "eval_inputs.npz",
+                                "reference_outputs": None, "variants": {"fp32": entry}}
+    for key, value in changes.items():
+        if key == "file":
+            entry["file"] = value
+        else:
+            manifest[key] = value
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    return root
+
+
+@pytest.mark.parametrize("change", [{"file": "/etc/hostname"}, {"file": "../outside.tflite"},
+                                    {"file": "sub/../../outside.tflite"}, {"eval_inputs": "/etc/passwd"},
+                                    {"reference_outputs": "../../../../etc/shadow"}, {"file": ""},
+                                    {"variants": {"../../x": {"status": "ok", "file": "fp32.tflite"}}},
+                                    {"variants": {"fp32": {"status": "grand", "file": "fp32.tflite"}}}],
+                         ids=lambda c: json.dumps(c)[:40])
+def test_a_manifest_cannot_name_files_outside_its_directory(tmp_path: Path, change: dict[str, Any]) -> None:
+    (tmp_path / "outside.tflite").write_bytes(b"secret")
+    model = _converted_dir(tmp_path / "vendor" / "model", **change)
+    result = run_cli("run", "--models", model, "--store", tmp_path / "s.sqlite", "-q")
+    assert result.code == 2, result.err
+    assert f"{model / 'manifest.json'}:" in result.err and "Traceback" not in result.err
+    assert not (tmp_path / "s.sqlite").exists() or "outside" not in (tmp_path / "s.sqlite").read_bytes().decode(
+        "latin-1")
+
+
+def test_a_symlink_out_of_a_converted_directory_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "outside.tflite").write_bytes(b"secret")
+    model = _converted_dir(tmp_path / "model", file="link.tflite")
+    (model / "link.tflite").symlink_to(tmp_path / "outside.tflite")
+    result = run_cli("run", "--models", model, "--store", tmp_path / "s.sqlite", "-q")
+    assert result.code == 2 and "points outside" in result.err and "link.tflite" in result.err
+
+
+def test_a_manifest_inside_its_directory_is_read(tmp_path: Path) -> None:
+    from harness.fleet.jobs import from_converted
+
+    model = _converted_dir(tmp_path / "model", file="./fp32.tflite")
+    (variant,) = from_converted(model)
+    assert variant.path == model / "./fp32.tflite" and variant.eval_inputs == model / "eval_inputs.npz"
+
+
+@pytest.mark.parametrize("entry", ["/etc/hostname", "../elsewhere/model.tflite",
+                                   "{path: m.tflite, calibration: ../calib.npz}", "{path: m.tflite, name: ../../x}",
+                                   "{path: ../x.keras}"])
+def test_a_suite_cannot_point_outside_its_directory_or_name_a_path(tmp_path: Path, entry: str) -> None:
+    suite = tmp_path / "suite" / "suite.yaml"
+    suite.parent.mkdir()
+    (suite.parent / "m.tflite").write_bytes(b"")
+    suite.write_text(f"schema_version: 1\nmodels:\n  - {entry}\n")
+    result = run_cli("run", suite, "--store", tmp_path / "s.sqlite")
+    assert result.code == 2, result.err
+    assert f"{suite}:3" in result.err and ("outside" in result.err or "not a safe name" in result.err)
+
+
+def test_a_source_model_whose_file_name_is_not_a_safe_name_needs_a_name(tmp_path: Path) -> None:
+    suite = tmp_path / "suite.yaml"
+    (tmp_path / "...keras").write_bytes(b"")  # its stem is "..": converted into .edgebench/converted/..
+    suite.write_text("models:\n  - path: ...keras\n")
+    result = run_cli("run", suite, "--store", tmp_path / "s.sqlite")
+    assert result.code == 2 and "give the entry a name:" in result.err, result.err
+
+
+# -- 6. names that become paths ------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["../../x", "/abs", ".hidden", "a/b", "sp ace", "x" * 101, "-flag"])
+def test_recipe_names_that_are_not_safe_path_components_are_refused(tmp_path: Path, name: str) -> None:
+    recipes = tmp_path / "recipes.yaml"
+    recipes.write_text(f"recipes:\n  {json.dumps(name)}: {{base: int8}}\n")
+    result = run_cli("convert", tmp_path / "model.keras", "--recipes", recipes, "-o", tmp_path / "out")
+    assert result.code == 2, result.err
+    assert f"{recipes}:2" in result.err and "letters, digits and . _ @ + -" in result.err
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_safe_alphabet_allows_the_names_edgebench_uses() -> None:
+    from harness.common.names import is_safe_name
+
+    for name in ("fp32", "int16x8", "int8_uint8", "mobilenet_v2@baseline", "model-1.2+cpu", "M"):
+        assert is_safe_name(name)

@@ -31,7 +31,7 @@ CONVERTED_DIR = Path(".edgebench") / "converted"
 
 def _variants_for(entry: ModelEntry, stream: TextIO) -> list[ModelVariant]:
     if entry.is_source:
-        name = entry.name or entry.path.stem
+        name = entry.converted_name
         target = CONVERTED_DIR / name
         print(f"converting {entry.path} -> {target}", file=stream)
         convert_validated(entry.path, target, variants=parse_variants(entry.variants), calibration=entry.calibration,

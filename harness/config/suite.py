@@ -17,7 +17,9 @@
     repeats: 3                     # measure each variant 3 times, interleaved across variants
     budgets: budgets.yaml          # gated after the run when given
 
-Paths are relative to the suite file. Command-line flags override the suite.
+Paths are relative to the suite file and must stay inside its directory (symlinks resolved): a suite
+from elsewhere cannot point `run` at other files of the host. Model names must be safe path components
+(harness.common.names). Command-line flags override the suite.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from ..common.errors import EdgebenchError
+from ..common.files import inside
+from ..common.names import safe_name
 from .settings import MeasureSettings
 from .yamlfile import YDict, YList, check_keys, load_yaml, where
 
@@ -44,6 +48,12 @@ class ModelEntry:
     calibration: Path | None = None
     eval_data: Path | None = None
     custom_objects: Path | None = None
+
+    @property
+    def converted_name(self) -> str:
+        """The name a source model is converted under (a directory name): given, else the file's stem."""
+        what = "model name" if self.name else "model name (from the file name; give the entry a name:)"
+        return safe_name(self.name or self.path.stem, what, str(self.path))
 
     @property
     def is_source(self) -> bool:
@@ -80,26 +90,27 @@ def load_suite(path: Path) -> Suite:
                              where=where(path, data, "schema_version"))
     base = path.parent
 
-    def rel(value: Any) -> Path | None:
-        return (base / value) if isinstance(value, str) else None
+    def rel(value: Any, node: YDict, key: str) -> Path | None:
+        return inside(base, value, key, where(path, node, key)) if isinstance(value, str) else None
 
     models_node = data["models"]
     if not isinstance(models_node, YList) or not models_node:
         raise EdgebenchError("models must be a non-empty list", where=where(path, data, "models"))
     models = []
-    for item in models_node:
+    for item, line in zip(models_node, models_node.item_lines):
         if isinstance(item, str):
-            models.append(ModelEntry(base / item))
+            models.append(ModelEntry(inside(base, item, "model path", f"{path}:{line}")))
             continue
         check_keys(path, item, MODEL_KEYS, "model entry", required={"path"})
         variants = _typed(path, item, "variants", (list, str))
+        name = _typed(path, item, "name", (str,))
         models.append(ModelEntry(
-            path=base / str(_typed(path, item, "path", (str,))),
-            name=_typed(path, item, "name", (str,)),
+            path=inside(base, _typed(path, item, "path", (str,)), "path", where(path, item, "path")),
+            name=None if name is None else safe_name(name, "model name", where(path, item, "name")),
             variants=[variants] if isinstance(variants, str) else variants,
-            calibration=rel(_typed(path, item, "calibration", (str,))),
-            eval_data=rel(_typed(path, item, "eval_data", (str,))),
-            custom_objects=rel(_typed(path, item, "custom_objects", (str,))),
+            calibration=rel(_typed(path, item, "calibration", (str,)), item, "calibration"),
+            eval_data=rel(_typed(path, item, "eval_data", (str,)), item, "eval_data"),
+            custom_objects=rel(_typed(path, item, "custom_objects", (str,)), item, "custom_objects"),
         ))
     devices = _typed(path, data, "devices", (list, str))
     settings = {key: data[key] for key in SETTING_KEYS if key in data}
@@ -107,10 +118,10 @@ def load_suite(path: Path) -> Suite:
     return Suite(
         path=path,
         label=_typed(path, data, "label", (str,)),
-        inventory=rel(_typed(path, data, "inventory", (str,))),
+        inventory=rel(_typed(path, data, "inventory", (str,)), data, "inventory"),
         devices=[devices] if isinstance(devices, str) else devices,
         models=models,
         settings=settings,
         settings_where={key: where(path, data, key) for key in settings},
-        budgets=rel(_typed(path, data, "budgets", (str,))),
+        budgets=rel(_typed(path, data, "budgets", (str,)), data, "budgets"),
     )
