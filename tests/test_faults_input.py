@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 from pathlib import Path
 from typing import Any
 
@@ -208,3 +209,47 @@ def test_the_safe_alphabet_allows_the_names_edgebench_uses() -> None:
 
     for name in ("fp32", "int16x8", "int8_uint8", "mobilenet_v2@baseline", "model-1.2+cpu", "M"):
         assert is_safe_name(name)
+
+
+# -- 9, 11c. YAML: no alias bombs, no unhashable keys, every failure names file:line ------------------------
+def _alias_bomb(levels: int = 9) -> str:
+    lines = ["    l0: &l0 [x, x, x, x, x, x, x, x, x]"]
+    lines += [f"    l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]" for i in range(1, levels)]
+    return "\n".join(lines)
+
+
+def test_an_inventory_alias_bomb_is_refused_naming_the_line(tmp_path: Path) -> None:
+    inventory = tmp_path / "inventory.yaml"
+    inventory.write_text("all:\n  hosts:\n    pi:\n      ansible_host: 10.0.0.2\n      delegate_options:\n"
+                         + _alias_bomb().replace("    ", "        ") + "\n")
+    assert inventory.stat().st_size < 1024  # expands to 9**9 (387 million) strings
+    started = time.monotonic()
+    result = run_cli("devices", "--inventory", inventory)
+    assert time.monotonic() - started < 5
+    assert result.code == 2 and f"{inventory}:" in result.err and "expands to more than" in result.err, result.err
+
+
+@pytest.mark.parametrize(("text", "line", "message"), [
+    ("recipes:\n  ? [a, b]\n  : {base: int8}\n", 2, "a key must be a plain value"),
+    ("recipes:\n  ? {a: 1}\n  : {base: int8}\n", 2, "a key must be a plain value"),
+    ("recipes:\n  a: &a [*a]\n", 2, "refers to itself"),
+    ("recipes:\n  x: " + "[" * 200 + "]" * 200 + "\n", 2, "nested deeper than"),
+    ("recipes:\n  when: 2026-02-30\n", None, "day is out of range"),
+])
+def test_malformed_yaml_is_bad_input_naming_file_and_line(tmp_path: Path, text: str, line: int | None,
+                                                          message: str) -> None:
+    recipes = tmp_path / "recipes.yaml"
+    recipes.write_text(text)
+    result = run_cli("convert", tmp_path / "model.keras", "--recipes", recipes)
+    assert result.code == 2 and message in result.err and "Traceback" not in result.err, result.err
+    assert f"{recipes}:{line}:" in result.err if line else f"{recipes}:" in result.err
+
+
+def test_yaml_anchors_that_share_small_values_still_work(tmp_path: Path) -> None:
+    from harness.config.yamlfile import load_yaml
+
+    path = tmp_path / "inventory.yaml"
+    path.write_text("defaults: &d {runtime: ai_edge_litert, threads: 4}\nhosts:\n  a: *d\n  b: *d\n"
+                    + _alias_bomb(5).replace("    ", "") + "\n")  # 9**5 = 59049 values: fine
+    data = load_yaml(path)
+    assert data["hosts"]["a"] == data["hosts"]["b"] == {"runtime": "ai_edge_litert", "threads": 4}
