@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -253,3 +254,62 @@ def test_yaml_anchors_that_share_small_values_still_work(tmp_path: Path) -> None
                     + _alias_bomb(5).replace("    ", "") + "\n")  # 9**5 = 59049 values: fine
     data = load_yaml(path)
     assert data["hosts"]["a"] == data["hosts"]["b"] == {"runtime": "ai_edge_litert", "threads": 4}
+
+
+# -- 8. two models with the same name --------------------------------------------------------------------
+def test_two_models_with_the_same_file_stem_are_refused_naming_both(tmp_path: Path) -> None:
+    for sub in ("a", "b"):
+        (tmp_path / sub).mkdir()
+        (tmp_path / sub / "model.tflite").write_bytes(sub.encode() * 64)
+    store = tmp_path / "s.sqlite"
+    result = run_cli("run", "--models", tmp_path / "a" / "model.tflite", "--models", tmp_path / "b" / "model.tflite",
+                     "--repeats", "2", "--store", store, "-q")
+    assert result.code == 2, result.err
+    assert str(tmp_path / "a" / "model.tflite") in result.err and str(tmp_path / "b" / "model.tflite") in result.err
+    assert not store.exists()  # refused before anything was measured
+
+
+def test_two_converted_directories_of_the_same_model_are_refused(tmp_path: Path) -> None:
+    one, two = _converted_dir(tmp_path / "v1" / "m"), _converted_dir(tmp_path / "v2" / "m")
+    result = run_cli("run", "--models", one, "--models", two, "--store", tmp_path / "s.sqlite", "-q")
+    assert result.code == 2 and "'m/fp32'" in result.err and str(one.resolve()) in result.err, result.err
+
+
+def test_the_same_model_given_twice_is_measured_once() -> None:
+    from harness.commands.run_input import unique_variants
+    from harness.fleet.jobs import ModelVariant
+
+    path = Path("/models/m.tflite")
+    a, b = ModelVariant("m", "tflite", path), ModelVariant("m", "tflite", path)
+    assert unique_variants([(path, a), (path, b)]) == [a]
+
+
+# -- resume: the run's own settings ------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.support.tflite_models import convert_test_models
+
+    return convert_test_models(tmp_path_factory)["mlp_fp32"]
+
+
+def test_resume_measures_with_the_runs_settings_and_refuses_others(tmp_path: Path, tiny_model: Path) -> None:
+    store = tmp_path / "s.sqlite"
+    first = run_cli("run", "--models", tiny_model, "--devices", "local", "--runs", "20", "--min-seconds", "0",
+                    "--warmup", "0", "--store", store, "-q")
+    assert first.code == 0, first.err
+    run_id = Store(store).resolve("latest")
+    settings = Store(store).export_run(run_id)["run"]["settings"]
+    with sqlite3.connect(store) as db:
+        db.execute("DELETE FROM cells")
+    refused = run_cli("run", "--models", tiny_model, "--runs", "50", "--store", store, "--resume", run_id, "-q")
+    assert refused.code == 2 and "--runs" in refused.err and "runs=20" in refused.err, refused.err
+    same = run_cli("run", "--models", tiny_model, "--runs", "20", "--store", store, "--resume", run_id, "-q")
+    assert same.code == 0, same.err
+    with sqlite3.connect(store) as db:
+        db.execute("DELETE FROM cells")
+    resumed = run_cli("run", "--models", tiny_model, "--store", store, "--resume", run_id, "-q")
+    assert resumed.code == 0, resumed.err
+    export = Store(store).export_run(run_id)
+    (cell,) = export["results"]
+    assert cell["latency_ms"]["count"] == 20  # not the defaults (at least 50 runs and 1 s)
+    assert export["run"]["settings"] == settings

@@ -24,6 +24,7 @@ from ..results.store import Store, store_path
 from .convert import convert_validated
 from .output import default_inventory, out, summary_table
 from .results import cmd_gate
+from .run_input import resume_run, unique_variants
 
 DEFAULT_SUITE = Path("suite.yaml")
 CONVERTED_DIR = Path(".edgebench") / "converted"
@@ -70,7 +71,7 @@ def _plan(suite_path: Path | None, models: list[Path] | None, inventory: Path | 
     settings = MeasureSettings().merged(suite.settings, lambda key: suite.settings_where.get(key, "suite"))
     settings = settings.merged(measure, lambda key: cli_flag(key) or key)
     return _Plan(suite, inv, inv.select(devices or suite.devices), settings,
-                 [mv for entry in entries for mv in _variants_for(entry, stream)])
+                 unique_variants([(entry.path, mv) for entry in entries for mv in _variants_for(entry, stream)]))
 
 
 def cmd_run(suite_path: Path | None = None, *, models: list[Path] | None = None, inventory: Path | None = None,
@@ -84,9 +85,8 @@ def cmd_run(suite_path: Path | None = None, *, models: list[Path] | None = None,
     stream = out(stream)
     plan = _plan(suite_path, models, inventory, devices, measure or {}, stream)
     db = Store(store_path(store))
-    if resume:
-        run_id = db.resolve(resume)
-        done = {(c["device"], c["model"], c["variant"]) for c in db.cells(run_id) if c["status"] == Status.OK}
+    if resume:  # the run's stored settings; its failed and missing cells are measured again
+        run_id, done, plan.settings = resume_run(db, resume, plan.suite, measure or {})
     else:
         run_id = db.create_run(label or plan.suite.label, {
             "settings": plan.settings.describe(), "inventory": str(plan.inventory.path) if plan.inventory.path else None,
