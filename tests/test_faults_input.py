@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import random
 import sqlite3
+import struct
 import time
 from pathlib import Path
 from typing import Any
@@ -313,3 +314,60 @@ def test_resume_measures_with_the_runs_settings_and_refuses_others(tmp_path: Pat
     (cell,) = export["results"]
     assert cell["latency_ms"]["count"] == 20  # not the defaults (at least 50 runs and 1 s)
     assert export["run"]["settings"] == settings
+
+
+# -- 11a. the .tflite reader's work is linear in the file's size ----------------------------------------------
+def _shared_tables_tflite(n: int) -> bytes:
+    """A valid-looking model: n subgraph offsets to ONE subgraph whose n tensor offsets go to ONE tensor."""
+    out = bytearray()
+
+    def put(fmt: str, *values: int) -> int:
+        pos = len(out)
+        out.extend(struct.pack(fmt, *values))
+        return pos
+
+    def table(vtable: int, fmt: str) -> int:  # a table whose int32 head points back to its vtable
+        pos = put(fmt, *([0] * len(fmt[1:])))
+        struct.pack_into("<i", out, pos, pos - vtable)
+        return pos
+
+    def refs(at: list[int], target: int) -> None:
+        for pos in at:
+            struct.pack_into("<I", out, pos, target - pos)
+
+    put("<I", 0)
+    out.extend(b"TFL3")
+    model = table(put("<HHHHH", 10, 12, 4, 0, 8), "<iII")  # version, subgraphs
+    struct.pack_into("<I", out, 0, model)  # the root offset
+    refs([model + 8], put("<I", n))
+    subgraph_refs = [put("<I", 0) for _ in range(n)]
+    subgraph = table(put("<HHH", 6, 8, 4), "<iI")  # tensors
+    refs(subgraph_refs, subgraph)
+    refs([subgraph + 4], put("<I", n))
+    tensor_refs = [put("<I", 0) for _ in range(n)]
+    refs(tensor_refs, table(put("<HH", 4, 4), "<i"))
+    return bytes(out)
+
+
+def test_a_tflite_file_of_shared_tables_is_refused_in_linear_time() -> None:
+    from harness.common.errors import EdgebenchError
+    from harness.conversion.tflite_file import parse_tflite
+
+    small = parse_tflite(_shared_tables_tflite(20))  # the construction is a model the reader accepts...
+    assert small.subgraph_count == 20
+    data = _shared_tables_tflite(2000)  # ...and 16 KB of it took 19 s before (4 million tensor visits)
+    assert len(data) < 17_000
+    started = time.monotonic()
+    with pytest.raises(EdgebenchError, match="more than .* reads"):
+        parse_tflite(data, where="shared.tflite")
+    assert time.monotonic() - started < 1.0
+
+
+def test_real_models_need_a_small_part_of_the_readers_work_budget(tiny_model: Path) -> None:
+    import harness.conversion.tflite_file as tflite_file
+
+    for path in tiny_model.parent.glob("*.tflite"):
+        buf = tflite_file._Buf(path.read_bytes())
+        tflite_file._model(buf, str(path))
+        used = buf.budget.total - buf.budget.left
+        assert used < 0.5 * buf.size + 2000, (path.name, used, buf.size)  # the budget: 2 per byte + 100 000

@@ -10,7 +10,12 @@ a uint32 length.
 
 Files come from users, so the reader trusts nothing: a size cap, every read
 bounds-checked, every vector length capped, and any inconsistency becomes one
-EdgebenchError naming the file.
+EdgebenchError naming the file. Tables may be shared (many offsets to one table),
+so capping lengths is not enough: 2000 subgraph offsets to one subgraph whose
+2000 tensor offsets go to one tensor make 4 million tensor visits from 16 KB.
+A work budget over the whole parse (READS_PER_BYTE per byte of the file, plus
+READS_BASE, at most READS_MAX) bounds the reads and copied bytes, so the time to
+read any file is linear in its size and bounded.
 """
 
 from __future__ import annotations
@@ -30,6 +35,9 @@ from .tflite_schema import FLOAT_WEIGHTS, BUILTIN_OPERATORS, CUSTOM_CODE, OPTIMI
 MAX_TFLITE_BYTES = 2 * 1024**3  # FlatBuffers cannot address more; larger models need external buffers
 MAX_VECTOR_ITEMS = 1_000_000  # far above any real model; bounds the work a hostile file can cause
 MAX_RANK = 64  # kernels handle rank <= 6 or so; keeps element counts of hostile shapes cheap
+READS_PER_BYTE = 2  # real models need well under 1 read per byte (tests/test_faults_input.py measures it)
+READS_BASE = 100_000
+READS_MAX = 20_000_000  # a few seconds: far more structure than any model has (its weights are not read)
 SCHEMA_VERSION = 3  # the only version TFLite interpreters accept
 FILE_IDENTIFIER = b"TFL3"
 
@@ -149,14 +157,32 @@ class _Corrupt(Exception):
     """Internal: the bytes do not form the structure the schema promises."""
 
 
-class _Buf:
-    """Bounds-checked little-endian reads over the file's bytes."""
+class _Budget:
+    """The work one parse may do: every read costs 1, every copied string or blob 1 per 64 bytes."""
 
-    def __init__(self, data: bytes | mmap.mmap) -> None:
+    def __init__(self, size: int) -> None:
+        self.total = self.left = min(READS_PER_BYTE * size + READS_BASE, READS_MAX)
+
+    def spend(self, units: int) -> None:
+        self.left -= units
+        if self.left < 0:
+            raise _Corrupt(f"its structure needs more than {self.total} reads (tables shared many times over)")
+
+
+class _Buf:
+    """Bounds-checked little-endian reads over the file's bytes, within the parse's work budget."""
+
+    def __init__(self, data: bytes | mmap.mmap, budget: _Budget | None = None) -> None:
         self.data = data
         self.size = len(data)
+        self.budget = budget or _Budget(self.size)
+
+    def copy(self, start: int, length: int) -> bytes:
+        self.budget.spend(1 + length // 64)
+        return bytes(self.data[start:start + length])
 
     def read(self, fmt: str, pos: int) -> Any:
+        self.budget.spend(1)
         width = struct.calcsize(fmt)
         if pos < 0 or pos + width > self.size:
             raise _Corrupt(f"read of {width} bytes at offset {pos} is outside the file")
@@ -185,7 +211,7 @@ class _Buf:
 
     def string(self, pos: int) -> str:
         start, length = self.blob(pos)
-        return bytes(self.data[start:start + length]).decode("utf-8", errors="replace")
+        return self.copy(start, length).decode("utf-8", errors="replace")
 
     def table(self, pos: int) -> _Table:
         vtable = pos - self.read("<i", pos)
@@ -337,7 +363,7 @@ def _conversion_metadata(buf: _Buf, start: int, length: int) -> tuple[str | None
     try:
         if length < 8:
             return None, []
-        nested = _Buf(bytes(buf.data[start:start + length]))
+        nested = _Buf(buf.copy(start, length), buf.budget)
         root = nested.table(nested.u32(0))
         env, options = root.table(4), root.table(6)
         version = env.string(4) if env else None
@@ -426,7 +452,7 @@ def _model(buf: _Buf, where: str) -> TFLiteInfo:
         start, length = span(entry.scalar(6, "<I", 0))
         metadata[name] = length
         if name == "min_runtime_version":  # a NUL-padded string, e.g. b"2.17.0\0\0..."
-            min_runtime = bytes(buf.data[start:start + min(length, 256)]).split(b"\0", 1)[0].decode(
+            min_runtime = buf.copy(start, min(length, 256)).split(b"\0", 1)[0].decode(
                 "ascii", errors="replace") or None
         elif name == "CONVERSION_METADATA":
             converter, optimizations = _conversion_metadata(buf, start, length)
