@@ -371,3 +371,25 @@ def test_real_models_need_a_small_part_of_the_readers_work_budget(tiny_model: Pa
         tflite_file._model(buf, str(path))
         used = buf.budget.total - buf.budget.left
         assert used < 0.5 * buf.size + 2000, (path.name, used, buf.size)  # the budget: 2 per byte + 100 000
+
+
+# -- 12b. the index is only overwritten when edgebench wrote it -------------------------------------------------
+def test_report_never_overwrites_an_index_it_did_not_write(tmp_path: Path) -> None:
+    store = tmp_path / "results.sqlite"
+    run_id = _unreachable_run(store)
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "index.html").write_text("<html><body>the team's own page</body></html>")
+    result = run_cli("report", "--store", store, "-o", site / "r.html")
+    assert result.code == 0 and "edgebench did not write it" in result.err, result.err
+    assert (site / "index.html").read_text() == "<html><body>the team's own page</body></html>"
+    assert (site / "r.html").exists()
+
+    reports = tmp_path / "reports"
+    assert run_cli("report", "--store", store, "-o", reports / "a.html").code == 0
+    first = (reports / "index.html").read_text()
+    assert run_id in first
+    assert run_cli("report", "--store", store, "-o", reports / f"{run_id}.html").code == 0
+    assert (reports / "index.html").read_text() != first  # its own index is updated: now it links the report
+    assert run_cli("report", "--store", store, "-o", reports / "index.html").code == 0  # asked for by name
+    assert "edgebench report" in (reports / "index.html").read_text()

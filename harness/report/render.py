@@ -138,6 +138,18 @@ def render_report(export: Export, out: Path, *, baseline: Export | None = None,
     return atomic_write(Path(out), html, mode=0o644)  # a report is meant to be shared
 
 
+MARKER = b'<meta name="edgebench-schema-version"'
+
+
+def written_by_edgebench(path: Path) -> bool:
+    """Whether the HTML file at ``path`` is one edgebench wrote (its head carries the schema meta tag)."""
+    try:
+        with open(path, "rb") as f:
+            return MARKER in f.read(4096)
+    except OSError:
+        return False
+
+
 def render_index(runs: list[Export], out: Path) -> Path:
     """reports/index.html: every run over time, with p50 trends per (device, model, variant)."""
     for i, export in enumerate(runs):
