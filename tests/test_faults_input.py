@@ -393,3 +393,17 @@ def test_report_never_overwrites_an_index_it_did_not_write(tmp_path: Path) -> No
     assert (reports / "index.html").read_text() != first  # its own index is updated: now it links the report
     assert run_cli("report", "--store", store, "-o", reports / "index.html").code == 0  # asked for by name
     assert "edgebench report" in (reports / "index.html").read_text()
+
+
+# -- README truths -------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("argv", [["--debug", "export"], ["export", "--debug"]])
+def test_debug_reraises_before_or_after_the_command(monkeypatch: pytest.MonkeyPatch, argv: list[str]) -> None:
+    from harness import commands
+
+    def bug(**_: Any) -> int:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(commands, "cmd_export", bug)
+    assert run_cli("export").code == 4
+    with pytest.raises(RuntimeError, match="a bug"):
+        run_cli(*argv)
