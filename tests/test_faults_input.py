@@ -364,10 +364,11 @@ def test_a_tflite_file_of_shared_tables_is_refused_in_linear_time() -> None:
 
 
 def test_real_models_need_a_small_part_of_the_readers_work_budget(tiny_model: Path) -> None:
-    import harness.conversion.tflite_file as tflite_file
+    from harness.conversion import tflite_file
+    from harness.conversion.flatbuffer import Buf
 
     for path in tiny_model.parent.glob("*.tflite"):
-        buf = tflite_file._Buf(path.read_bytes())
+        buf = Buf(path.read_bytes())
         tflite_file._model(buf, str(path))
         used = buf.budget.total - buf.budget.left
         assert used < 0.5 * buf.size + 2000, (path.name, used, buf.size)  # the budget: 2 per byte + 100 000
