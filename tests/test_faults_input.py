@@ -257,6 +257,16 @@ def test_yaml_anchors_that_share_small_values_still_work(tmp_path: Path) -> None
     assert data["hosts"]["a"] == data["hosts"]["b"] == {"runtime": "ai_edge_litert", "threads": 4}
 
 
+def test_a_symlinked_tflite_in_a_models_directory_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "secret").write_bytes(b"private key")
+    models = tmp_path / "vendor"
+    models.mkdir()
+    (models / "good.tflite").write_bytes(b"\0" * 64)
+    (models / "evil.tflite").symlink_to(tmp_path / "secret")
+    result = run_cli("run", "--models", models, "--store", tmp_path / "s.sqlite", "-q")
+    assert result.code == 2 and "evil.tflite" in result.err and "points outside" in result.err, result.err
+
+
 # -- 8. two models with the same name --------------------------------------------------------------------
 def test_two_models_with_the_same_file_stem_are_refused_naming_both(tmp_path: Path) -> None:
     for sub in ("a", "b"):
@@ -277,12 +287,12 @@ def test_two_converted_directories_of_the_same_model_are_refused(tmp_path: Path)
 
 
 def test_the_same_model_given_twice_is_measured_once() -> None:
-    from harness.commands.run_input import unique_variants
+    from harness.commands.run_input import checked_variants
     from harness.fleet.jobs import ModelVariant
 
     path = Path("/models/m.tflite")
     a, b = ModelVariant("m", "tflite", path), ModelVariant("m", "tflite", path)
-    assert unique_variants([(path, a), (path, b)]) == [a]
+    assert checked_variants([(path, a), (path, b)]) == [a]
 
 
 # -- resume: the run's own settings ------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from ..results.store import Store, store_path
 from .convert import convert_validated
 from .output import default_inventory, out, summary_table
 from .results import cmd_gate
-from .run_input import resume_run, unique_variants
+from .run_input import checked_variants, resume_run
 
 DEFAULT_SUITE = Path("suite.yaml")
 CONVERTED_DIR = Path(".edgebench") / "converted"
@@ -71,7 +71,8 @@ def _plan(suite_path: Path | None, models: list[Path] | None, inventory: Path | 
     settings = MeasureSettings().merged(suite.settings, lambda key: suite.settings_where.get(key, "suite"))
     settings = settings.merged(measure, lambda key: cli_flag(key) or key)
     return _Plan(suite, inv, inv.select(devices or suite.devices), settings,
-                 unique_variants([(entry.path, mv) for entry in entries for mv in _variants_for(entry, stream)]))
+                 checked_variants([(CONVERTED_DIR if entry.is_source else entry.path, mv)
+                                   for entry in entries for mv in _variants_for(entry, stream)]))
 
 
 def cmd_run(suite_path: Path | None = None, *, models: list[Path] | None = None, inventory: Path | None = None,
