@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -69,7 +70,7 @@ def test_resume_measures_only_what_is_missing(measured: dict[str, Any], converte
     run_id = measured["run"]["id"]
     with sqlite3.connect(store) as db:
         db.execute("DELETE FROM cells WHERE run_id=? AND variant IN ('fp16', 'int8')", (run_id,))
-    result = run_cli("run", "--models", converted, "--devices", "local", "--runs", "3", "--min-seconds", "0",
+    result = run_cli("run", "--models", converted, "--devices", "local",  # measured with the run's own settings
                      "--store", store, "--resume", run_id, "-q")
     assert result.code in (0, 3), result.err
     ok_before = sum(c["status"] == "ok" for c in measured["results"]) - 2
@@ -148,7 +149,8 @@ def test_bad_input_exit_codes(tmp_path: Path, converted: Path) -> None:
 
 def test_suite_file_drives_a_run(tmp_path: Path, converted: Path) -> None:
     suite = tmp_path / "suite.yaml"
-    suite.write_text(f"label: from-suite\nmodels:\n  - path: {converted}\n    variants: [fp32, int8]\n"
+    shutil.copytree(converted, tmp_path / "cnn")  # a suite's paths stay inside its directory
+    suite.write_text("label: from-suite\nmodels:\n  - path: cnn\n    variants: [fp32, int8]\n"
                      "devices: [local]\nruns: 4\nmin_seconds: 0\nrepeats: 2\n")
     store = tmp_path / "s.sqlite"
     result = run_cli("run", suite, "--store", store, "-q")
@@ -226,8 +228,8 @@ def test_ctrl_c_leaves_a_resumable_run(converted: Path, store: Path) -> None:
     assert proc.returncode == 130, err
     assert "--resume" in err and "Traceback" not in err
     run_id = _export(store)["run"]["id"]
-    assert run_cli("run", "--models", converted, "--devices", "local", "--runs", "3", "--min-seconds", "0",
-                   "--store", store, "--resume", run_id, "-q").code in (0, 3)
+    assert run_cli("run", "--models", converted, "--devices", "local", "--store", store, "--resume", run_id,
+                   "-q").code in (0, 3)
     assert len(_export(store, run_id)["results"]) == 5
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -9,7 +10,7 @@ from ..common.errors import EdgebenchError, ExitCode
 from ..gate.budgets import load_budgets
 from ..gate.evaluate import evaluate
 from ..gate.writers import markdown_summary, text_summary, write_junit
-from ..report.render import render_index, render_report
+from ..report.render import render_index, render_report, written_by_edgebench
 from ..results.export import pytest_benchmark_json, write_json
 from ..results.noise import NoiseFloor, noise_floors
 from ..results.store import Store, store_path
@@ -26,8 +27,12 @@ def cmd_report(*, run: str | None = None, baseline: str | None = None, out_path:
     base = db.export_run(db.resolve(baseline)) if baseline else None
     path = render_report(export, out_path or Path("reports") / f"{run_id}.html", baseline=base,
                          floors=floors_from_history(db, run_id))
-    render_index([db.export_run(r["id"]) for r in db.runs()], path.parent / "index.html")
     print(f"report: {path}", file=out(stream))
+    index = path.parent / "index.html"
+    if index.exists() and not written_by_edgebench(index):  # -o into a directory of other pages
+        print(f"index not written: {index} exists and edgebench did not write it", file=sys.stderr)
+    elif index != path:
+        render_index([db.export_run(r["id"]) for r in db.runs()], index)
     return ExitCode.OK
 
 

@@ -27,6 +27,7 @@ from .conclusive import check_can_decide, until_conclusive
 from .convert import convert_validated
 from .output import default_inventory, out, summary_table
 from .results import cmd_gate
+from .run_input import checked_variants, resume_run
 
 DEFAULT_SUITE = Path("suite.yaml")
 CONVERTED_DIR = Path(".edgebench") / "converted"
@@ -34,7 +35,7 @@ CONVERTED_DIR = Path(".edgebench") / "converted"
 
 def _variants_for(entry: ModelEntry, stream: TextIO) -> list[ModelVariant]:
     if entry.is_source:
-        name = entry.name or entry.path.stem
+        name = entry.converted_name
         target = CONVERTED_DIR / name
         print(f"converting {entry.path} -> {target}", file=stream)
         convert_validated(entry.path, target, variants=parse_variants(entry.variants), calibration=entry.calibration,
@@ -73,10 +74,15 @@ def _plan(suite_path: Path | None, models: list[Path] | None, inventory: Path | 
     inv = default_inventory(inventory or suite.inventory)
     settings = MeasureSettings().merged(suite.settings, lambda key: suite.settings_where.get(key, "suite"))
     settings = settings.merged(measure, lambda key: cli_flag(key) or key)
-    variants = [mv for entry in entries for mv in _variants_for(entry, stream)]
+    variants = _checked(entries, stream)
     if base_entries:
-        variants = side_by_side(variants, [mv for entry in base_entries for mv in _variants_for(entry, stream)])
+        variants = side_by_side(variants, _checked(base_entries, stream))
     return _Plan(suite, inv, inv.select(devices or suite.devices), settings, variants)
+
+
+def _checked(entries: list[ModelEntry], stream: TextIO) -> list[ModelVariant]:
+    return checked_variants([(CONVERTED_DIR if entry.is_source else entry.path, mv)
+                             for entry in entries for mv in _variants_for(entry, stream)])
 
 
 def cmd_run(suite_path: Path | None = None, *, models: list[Path] | None = None, inventory: Path | None = None,
@@ -99,9 +105,8 @@ def cmd_run(suite_path: Path | None = None, *, models: list[Path] | None = None,
     if until_decided:
         check_can_decide(rules, plan.variants)
     db = Store(store_path(store))
-    if resume:
-        run_id = db.resolve(resume)
-        done = {(c["device"], c["model"], c["variant"]) for c in db.cells(run_id) if c["status"] == Status.OK}
+    if resume:  # the run's stored settings; its failed and missing cells are measured again
+        run_id, done, plan.settings = resume_run(db, resume, plan.suite, measure or {})
     else:
         run_id = db.create_run(label or plan.suite.label, {
             "settings": plan.settings.describe(), "inventory": str(plan.inventory.path) if plan.inventory.path else None,

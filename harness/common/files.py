@@ -67,3 +67,16 @@ def read_capped(path: Path, limit: int, what: str = "file") -> bytes:
     if len(data) > limit:
         raise EdgebenchError(f"{what} is larger than {limit} bytes", where=str(path))
     return data
+
+
+def inside(directory: Path, relative: object, what: str, where: str) -> Path:
+    """``directory / relative`` when it stays inside ``directory`` once symlinks are resolved; else an
+    EdgebenchError naming ``where``. Paths read from untrusted files (manifests, suites) go through here,
+    so no input can make edgebench read, ship or overwrite a file outside the directory it came with."""
+    if not isinstance(relative, str) or not relative or "\0" in relative:
+        raise EdgebenchError(f"{what} must be a relative path, not {relative!r}", where=where)
+    base = directory.resolve()
+    target = (directory / relative).resolve()
+    if Path(relative).is_absolute() or not target.is_relative_to(base):
+        raise EdgebenchError(f"{what} {relative!r} points outside {directory}: refused", where=where)
+    return directory / relative

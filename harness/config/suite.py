@@ -19,7 +19,9 @@
     repeats: 3                     # measure each variant 3 times, interleaved across variants
     budgets: budgets.yaml          # gated after the run when given
 
-Paths are relative to the suite file. Command-line flags override the suite.
+Paths are relative to the suite file and must stay inside its directory (symlinks resolved): a suite
+from elsewhere cannot point `run` at other files of the host. Model names must be safe path components
+(harness.common.names). Command-line flags override the suite.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from ..common.errors import EdgebenchError
+from ..common.files import inside
+from ..common.names import safe_name
 from .settings import MeasureSettings
 from .yamlfile import YDict, YList, check_keys, load_yaml, where
 
@@ -46,6 +50,12 @@ class ModelEntry:
     calibration: Path | None = None
     eval_data: Path | None = None
     custom_objects: Path | None = None
+
+    @property
+    def converted_name(self) -> str:
+        """The name a source model is converted under (a directory name): given, else the file's stem."""
+        what = "model name" if self.name else "model name (from the file name; give the entry a name:)"
+        return safe_name(self.name or self.path.stem, what, str(self.path))
 
     @property
     def is_source(self) -> bool:
@@ -73,6 +83,12 @@ def _typed(path: Path, node: YDict, key: str, types: tuple[type, ...]) -> Any:
     return value
 
 
+def _rel(path: Path, node: YDict, key: str) -> Path | None:
+    """A path the suite names, relative to the suite file and inside its directory."""
+    value = _typed(path, node, key, (str,))
+    return inside(path.parent, value, key, where(path, node, key)) if isinstance(value, str) else None
+
+
 def load_suite(path: Path) -> Suite:
     data = load_yaml(path)
     check_keys(path, data, SUITE_KEYS, "suite", required={"models"})
@@ -81,49 +97,42 @@ def load_suite(path: Path) -> Suite:
     if version != 1:
         raise EdgebenchError(f"suite schema_version {version!r} is not supported (expected 1)",
                              where=where(path, data, "schema_version"))
-    base = path.parent
-
-    def rel(value: Any) -> Path | None:
-        return (base / value) if isinstance(value, str) else None
-
     devices = _typed(path, data, "devices", (list, str))
     settings = {key: data[key] for key in SETTING_KEYS if key in data}
     MeasureSettings().merged(settings, lambda key: where(path, data, key))  # refuse bad values here, naming the line
     return Suite(
         path=path,
         label=_typed(path, data, "label", (str,)),
-        inventory=rel(_typed(path, data, "inventory", (str,))),
+        inventory=_rel(path, data, "inventory"),
         devices=[devices] if isinstance(devices, str) else devices,
         models=_model_entries(path, data, "models"),
         baseline_models=_model_entries(path, data, "baseline_models") if "baseline_models" in data else [],
         settings=settings,
         settings_where={key: where(path, data, key) for key in settings},
-        budgets=rel(_typed(path, data, "budgets", (str,))),
+        budgets=_rel(path, data, "budgets"),
     )
 
 
 def _model_entries(path: Path, data: YDict, key: str) -> list[ModelEntry]:
     base = path.parent
 
-    def rel(value: Any) -> Path | None:
-        return (base / value) if isinstance(value, str) else None
-
     node = data[key]
     if not isinstance(node, YList) or not node:
         raise EdgebenchError(f"{key} must be a non-empty list", where=where(path, data, key))
     models = []
-    for item in node:
+    for item, line in zip(node, node.item_lines):
         if isinstance(item, str):
-            models.append(ModelEntry(base / item))
+            models.append(ModelEntry(inside(base, item, "model path", f"{path}:{line}")))
             continue
         check_keys(path, item, MODEL_KEYS, "model entry", required={"path"})
         variants = _typed(path, item, "variants", (list, str))
+        name = _typed(path, item, "name", (str,))
         models.append(ModelEntry(
-            path=base / str(_typed(path, item, "path", (str,))),
-            name=_typed(path, item, "name", (str,)),
+            path=inside(base, _typed(path, item, "path", (str,)), "path", where(path, item, "path")),
+            name=None if name is None else safe_name(name, "model name", where(path, item, "name")),
             variants=[variants] if isinstance(variants, str) else variants,
-            calibration=rel(_typed(path, item, "calibration", (str,))),
-            eval_data=rel(_typed(path, item, "eval_data", (str,))),
-            custom_objects=rel(_typed(path, item, "custom_objects", (str,))),
+            calibration=_rel(path, item, "calibration"),
+            eval_data=_rel(path, item, "eval_data"),
+            custom_objects=_rel(path, item, "custom_objects"),
         ))
     return models

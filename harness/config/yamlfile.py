@@ -1,4 +1,10 @@
-"""Safe YAML loading that remembers where every value came from, for errors naming file:line."""
+"""Safe YAML loading that remembers where every value came from, for errors naming file:line.
+
+Every YAML file edgebench reads comes through here, and some come from elsewhere: aliases may share a
+node, but a document whose expansion (what a consumer walking it sees, e.g. when it becomes JSON) is
+larger than MAX_EXPANDED_NODES or deeper than MAX_DEPTH is refused, so a few hundred bytes of nested
+aliases cannot become gigabytes. Keys must be hashable scalars; every failure names file:line.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,8 @@ import yaml
 from ..common.errors import EdgebenchError
 
 MAX_YAML_BYTES = 4 * 1024 * 1024
+MAX_EXPANDED_NODES = 1_000_000  # a 4 MB file of plain YAML has fewer
+MAX_DEPTH = 64
 
 
 class YDict(dict):  # type: ignore[type-arg]
@@ -24,8 +32,44 @@ class YList(list):  # type: ignore[type-arg]
     item_lines: list[int]
 
 
+def _refuse(problem: str, node: yaml.Node) -> None:
+    raise yaml.constructor.ConstructorError(None, None, problem, node.start_mark)
+
+
+def _expanded_size(node: yaml.Node, depth: int, sizes: dict[int, int]) -> int:
+    """Nodes in ``node`` with every alias expanded; memoised per node, so shared nodes cost once here."""
+    if depth > MAX_DEPTH:
+        _refuse(f"nested deeper than {MAX_DEPTH} levels (or an alias refers to itself)", node)
+    if id(node) not in sizes:
+        children: list[yaml.Node] = []
+        if isinstance(node, yaml.SequenceNode):
+            children = node.value
+        elif isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        total = 1 + sum(_expanded_size(child, depth + 1, sizes) for child in children)
+        if total > MAX_EXPANDED_NODES:
+            _refuse(f"expands to more than {MAX_EXPANDED_NODES} values (aliases of aliases?)", node)
+        sizes[id(node)] = total
+    return sizes[id(node)]
+
+
 class _Loader(yaml.SafeLoader):
-    pass
+    depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        self.depth += 1  # refused while composing: deep nesting would exhaust the composer's recursion
+        try:
+            if self.depth > MAX_DEPTH:
+                raise yaml.composer.ComposerError(None, None, f"nested deeper than {MAX_DEPTH} levels",
+                                                  self.peek_event().start_mark)  # type: ignore[no-untyped-call]
+            return super().compose_node(parent, index)  # type: ignore[no-untyped-call,no-any-return]
+        finally:
+            self.depth -= 1
+
+    def compose_document(self) -> yaml.Node:
+        node: yaml.Node = super().compose_document()  # type: ignore[no-untyped-call]
+        _expanded_size(node, 0, {})
+        return node
 
 
 def _mapping(loader: _Loader, node: yaml.MappingNode) -> YDict:
@@ -33,6 +77,8 @@ def _mapping(loader: _Loader, node: yaml.MappingNode) -> YDict:
     d.line = node.start_mark.line + 1
     d.key_lines = {}
     for key_node, value_node in node.value:
+        if not isinstance(key_node, yaml.ScalarNode):
+            _refuse("a key must be a plain value, not a list or mapping", key_node)
         key = loader.construct_object(key_node, deep=True)
         if key in d:
             raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
@@ -69,6 +115,8 @@ def load_yaml(path: Path) -> Any:
         line = f":{mark.line + 1}" if mark else ""
         raise EdgebenchError(f"invalid YAML: {exc.problem or exc.context}", where=f"{path}{line}") from None
     except yaml.YAMLError as exc:
+        raise EdgebenchError(f"invalid YAML: {exc}", where=str(path)) from None
+    except (ValueError, TypeError) as exc:  # a scalar that matches a type but is no value of it: 2026-02-30
         raise EdgebenchError(f"invalid YAML: {exc}", where=str(path)) from None
 
 

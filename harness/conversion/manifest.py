@@ -6,7 +6,9 @@
                             "validation", "accuracy", ...}}}
 
 A converted directory may come from someone else (a vendor, another team): the manifest is read with a
-size cap and a version check.
+size cap and a version check, its variant names must be safe path components (harness.common.names),
+and every file it names must resolve inside the directory (symlinks included): otherwise it is refused,
+so a manifest cannot make `run` read or ship any other file of the host.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from ..common.errors import EdgebenchError
-from ..common.files import atomic_write, read_capped
+from ..common.files import atomic_write, inside, read_capped
+from ..common.names import safe_name
+from ..results.record import Status
 
 MANIFEST_SCHEMA_VERSION = 1
 MAX_MANIFEST_BYTES = 16 * 1024 * 1024
@@ -39,4 +43,24 @@ def read_manifest(directory: Path) -> dict[str, Any]:
     if version != MANIFEST_SCHEMA_VERSION:
         raise EdgebenchError(f"manifest schema_version {version!r} is not supported (expected "
                              f"{MANIFEST_SCHEMA_VERSION}): convert again", where=str(path))
+    _check_entries(manifest, directory, str(path))
     return manifest
+
+
+def _check_entries(manifest: dict[str, Any], directory: Path, where: str) -> None:
+    """Variant names safe, statuses known, and every file named inside ``directory``."""
+    if not isinstance(manifest.get("model"), str):
+        raise EdgebenchError("manifest has no model name", where=where)
+    variants = manifest.get("variants")
+    if not isinstance(variants, dict):
+        raise EdgebenchError("manifest has no 'variants' mapping", where=where)
+    for key in ("eval_inputs", "reference_outputs"):
+        if manifest.get(key) is not None:
+            inside(directory, manifest[key], key, where)
+    statuses = {s.value for s in Status}
+    for name, entry in variants.items():
+        safe_name(name, "variant name", where)
+        if not isinstance(entry, dict) or entry.get("status") not in statuses:
+            raise EdgebenchError(f"variant {name!r}: not a mapping with a known status", where=where)
+        if entry.get("file") is not None:
+            inside(directory, entry["file"], f"variant {name!r} file", where)

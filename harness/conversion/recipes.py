@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..common.errors import EdgebenchError
+from ..common.names import safe_name
 from ..config.yamlfile import check_keys, load_yaml, where
 
 VARIANTS = ("fp32", "fp16", "dynamic", "int8", "int16x8")
@@ -24,6 +25,7 @@ def parse_variants(text: str | list[str] | None, recipes: dict[str, Any] | None 
     names = VARIANTS if not text else [v.strip() for v in (text.split(",") if isinstance(text, str) else text) if v.strip()]
     known = VARIANTS + (EDGETPU,) + tuple(r for r in (recipes or {}) if r not in VARIANTS)
     for name in names:
+        safe_name(name, "variant name", "--variants")  # it names the variant's file
         if name not in known:
             raise EdgebenchError(f"unknown variant {name!r} (known: {', '.join(known)})", where="--variants")
     return list(dict.fromkeys(names))
@@ -39,7 +41,10 @@ def load_recipes(path: Path) -> dict[str, dict[str, Any]]:
     data = load_yaml(path)
     check_keys(path, data, {"schema_version", "recipes"}, "recipes file", required={"recipes"})
     out: dict[str, dict[str, Any]] = {}
-    for name, recipe in (data["recipes"] or {}).items():
+    recipes = data["recipes"] or {}
+    check_keys(path, recipes, set(map(str, recipes)), "recipes")  # a mapping
+    for name, recipe in recipes.items():
+        safe_name(name, "recipe name", where(path, recipes, str(name)))  # it names the variant's file
         check_keys(path, recipe, RECIPE_KEYS, f"recipe {name!r}")
         base = recipe.get("base", name)
         if base not in VARIANTS:

@@ -10,7 +10,11 @@ a uint32 length.
 
 Files come from users, so the reader trusts nothing: a size cap, every read
 bounds-checked, every vector length capped, and any inconsistency becomes one
-EdgebenchError naming the file.
+EdgebenchError naming the file. Tables may be shared (many offsets to one table),
+so capping lengths is not enough: 2000 subgraph offsets to one subgraph whose
+2000 tensor offsets go to one tensor make 4 million tensor visits from 16 KB.
+A work budget over the whole parse (flatbuffer.py) bounds the reads and copied
+bytes, so the time to read any file is linear in its size and bounded.
 """
 
 from __future__ import annotations
@@ -25,10 +29,12 @@ from pathlib import Path
 from typing import Any
 
 from ..common.errors import EdgebenchError
+from .flatbuffer import Buf as _Buf
+from .flatbuffer import Corrupt as _Corrupt
+from .flatbuffer import Table as _Table
 from .tflite_schema import FLOAT_WEIGHTS, BUILTIN_OPERATORS, CUSTOM_CODE, OPTIMIZATION_MODES, TENSOR_TYPES
 
 MAX_TFLITE_BYTES = 2 * 1024**3  # FlatBuffers cannot address more; larger models need external buffers
-MAX_VECTOR_ITEMS = 1_000_000  # far above any real model; bounds the work a hostile file can cause
 MAX_RANK = 64  # kernels handle rank <= 6 or so; keeps element counts of hostile shapes cheap
 SCHEMA_VERSION = 3  # the only version TFLite interpreters accept
 FILE_IDENTIFIER = b"TFL3"
@@ -145,100 +151,6 @@ class TFLiteInfo:
         return out
 
 
-class _Corrupt(Exception):
-    """Internal: the bytes do not form the structure the schema promises."""
-
-
-class _Buf:
-    """Bounds-checked little-endian reads over the file's bytes."""
-
-    def __init__(self, data: bytes | mmap.mmap) -> None:
-        self.data = data
-        self.size = len(data)
-
-    def read(self, fmt: str, pos: int) -> Any:
-        width = struct.calcsize(fmt)
-        if pos < 0 or pos + width > self.size:
-            raise _Corrupt(f"read of {width} bytes at offset {pos} is outside the file")
-        return struct.unpack_from(fmt, self.data, pos)[0]
-
-    def u32(self, pos: int) -> int:
-        return int(self.read("<I", pos))
-
-    def ref(self, pos: int) -> int:
-        """Follow the uint32 offset stored at pos (relative to pos)."""
-        target = pos + self.u32(pos)
-        if target >= self.size:
-            raise _Corrupt(f"offset at {pos} points past the end of the file")
-        return target
-
-    def vector(self, pos: int, item_size: int, max_items: int = MAX_VECTOR_ITEMS) -> tuple[int, int]:
-        """(first item position, count) of the vector at pos."""
-        count = self.u32(pos)
-        if count > max_items or pos + 4 + count * item_size > self.size:
-            raise _Corrupt(f"vector at offset {pos} claims {count} items, more than the file holds")
-        return pos + 4, count
-
-    def blob(self, pos: int) -> tuple[int, int]:
-        """(start, length) of a byte vector or string: only the file size bounds it, it is never iterated."""
-        return self.vector(pos, 1, max_items=self.size)
-
-    def string(self, pos: int) -> str:
-        start, length = self.blob(pos)
-        return bytes(self.data[start:start + length]).decode("utf-8", errors="replace")
-
-    def table(self, pos: int) -> _Table:
-        vtable = pos - self.read("<i", pos)
-        vt_size = self.read("<H", vtable)
-        if vt_size < 4 or vt_size % 2 or vtable + vt_size > self.size:
-            raise _Corrupt(f"table at offset {pos} has a malformed vtable")
-        return _Table(self, pos, vtable, vt_size)
-
-
-class _Table:
-    def __init__(self, buf: _Buf, pos: int, vtable: int, vt_size: int) -> None:
-        self.buf, self.pos, self.vtable, self.vt_size = buf, pos, vtable, vt_size
-
-    def _field(self, slot: int) -> int | None:
-        """Absolute position of the field at vtable slot (4, 6, 8, ...), None when absent."""
-        if slot >= self.vt_size:
-            return None
-        offset = self.buf.read("<H", self.vtable + slot)
-        return self.pos + offset if offset else None
-
-    def scalar(self, slot: int, fmt: str, default: Any) -> Any:
-        at = self._field(slot)
-        return default if at is None else self.buf.read(fmt, at)
-
-    def string(self, slot: int) -> str | None:
-        at = self._field(slot)
-        return None if at is None else self.buf.string(self.buf.ref(at))
-
-    def table(self, slot: int) -> _Table | None:
-        at = self._field(slot)
-        return None if at is None else self.buf.table(self.buf.ref(at))
-
-    def scalars(self, slot: int, fmt: str) -> list[Any]:
-        at = self._field(slot)
-        if at is None:
-            return []
-        width = struct.calcsize(fmt)
-        start, count = self.buf.vector(self.buf.ref(at), width)
-        return [self.buf.read(fmt, start + i * width) for i in range(count)]
-
-    def tables(self, slot: int) -> list[_Table]:
-        at = self._field(slot)
-        if at is None:
-            return []
-        start, count = self.buf.vector(self.buf.ref(at), 4)
-        return [self.buf.table(self.buf.ref(start + 4 * i)) for i in range(count)]
-
-    def bytes_span(self, slot: int) -> tuple[int, int]:
-        """(start, length) of a [ubyte] field; (0, 0) when absent."""
-        at = self._field(slot)
-        return (0, 0) if at is None else self.buf.blob(self.buf.ref(at))
-
-
 def read_tflite(path: Path, *, max_bytes: int = MAX_TFLITE_BYTES) -> TFLiteInfo:
     """Describe the .tflite file at path; EdgebenchError(where=path) if it is not a readable TFLite model."""
     where = str(path)
@@ -337,7 +249,7 @@ def _conversion_metadata(buf: _Buf, start: int, length: int) -> tuple[str | None
     try:
         if length < 8:
             return None, []
-        nested = _Buf(bytes(buf.data[start:start + length]))
+        nested = _Buf(buf.copy(start, length), buf.budget)
         root = nested.table(nested.u32(0))
         env, options = root.table(4), root.table(6)
         version = env.string(4) if env else None
@@ -426,7 +338,7 @@ def _model(buf: _Buf, where: str) -> TFLiteInfo:
         start, length = span(entry.scalar(6, "<I", 0))
         metadata[name] = length
         if name == "min_runtime_version":  # a NUL-padded string, e.g. b"2.17.0\0\0..."
-            min_runtime = bytes(buf.data[start:start + min(length, 256)]).split(b"\0", 1)[0].decode(
+            min_runtime = buf.copy(start, min(length, 256)).split(b"\0", 1)[0].decode(
                 "ascii", errors="replace") or None
         elif name == "CONVERSION_METADATA":
             converter, optimizations = _conversion_metadata(buf, start, length)

@@ -30,6 +30,7 @@ from ..results.comparison import MIN_CHANGE_PCT
 from ..results.noise import NoiseFloor
 from ..results.record import Cell, Export, Status, cell_key, p50, samples
 from ..results.stats import MIN_SAMPLES
+from .complete import complete_export
 from .format import num, short
 from .plots import PALETTE, box_quantiles, box_svg, trend_svg
 from .recommend import recommend, resolve_accuracy_bar
@@ -116,8 +117,10 @@ def render_report(export: Export, out: Path, *, baseline: Export | None = None,
     Each candidate is compared with its in-run baseline (``MODEL@baseline`` cells, measured side by side)
     when the run has one, else with ``baseline``'s cell, where the device's noise floor applies."""
     _check_schema(export, "export")
+    export = complete_export(export)
     if baseline is not None:
         _check_schema(baseline, "baseline export")
+        baseline = complete_export(baseline)
     cells = list(export.get("results") or ())
     bar = resolve_accuracy_bar(accuracy_bar)
     recs = recommend(export, bar, budgets_result)
@@ -161,11 +164,23 @@ def render_report(export: Export, out: Path, *, baseline: Export | None = None,
     return atomic_write(Path(out), html, mode=0o644)  # a report is meant to be shared
 
 
+MARKER = b'<meta name="edgebench-schema-version"'
+
+
+def written_by_edgebench(path: Path) -> bool:
+    """Whether the HTML file at ``path`` is one edgebench wrote (its head carries the schema meta tag)."""
+    try:
+        with open(path, "rb") as f:
+            return MARKER in f.read(4096)
+    except OSError:
+        return False
+
+
 def render_index(runs: list[Export], out: Path) -> Path:
     """reports/index.html: every run over time, with p50 trends per (device, model, variant)."""
     for i, export in enumerate(runs):
         _check_schema(export, f"run #{i + 1}")
-    runs = sorted(runs, key=lambda e: ((e.get("run") or {}).get("started_at") or "", (e.get("run") or {}).get("id")
+    runs = sorted((complete_export(e) for e in runs), key=lambda e: ((e.get("run") or {}).get("started_at") or "", (e.get("run") or {}).get("id")
                                        or ""))
     out = Path(out)
     labels, rows, headers = [], [], []

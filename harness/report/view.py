@@ -12,6 +12,7 @@ from ..results.comparison import comparable, compare
 from ..results.noise import NoiseFloor
 from ..results.record import Cell, Export, Status, Thermal, p50
 from ..results.stats import MIN_SAMPLES, THROTTLE_NOW_MASK
+from .complete import complete_device
 from .format import g4, hexval, num, pct, short, size, sort_key
 from .plots import tradeoff_svg
 from .recommend import Recommendation, acc_min, accuracy_failure, cell_accuracy
@@ -167,7 +168,7 @@ def device_views(export: Export, floors: Mapping[str, NoiseFloor] | None = None)
         cells_by_device.setdefault(cell["device"], []).append(cell)
     devices: dict[str, Any] = {d["name"]: d for d in export.get("devices") or ()}
     for name in cells_by_device:
-        devices.setdefault(name, {"name": name})
+        devices.setdefault(name, complete_device({"name": name}))  # cells of a device with no record
     views = []
     for i, (name, dev) in enumerate(devices.items()):
         cells = sorted(cells_by_device.get(name, []), key=lambda c: c.get("measured_at") or "")
