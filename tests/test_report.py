@@ -20,6 +20,7 @@ from harness.report.plots import pareto_front
 from harness.report.recommend import recommend
 from harness.report.render import render_index, render_report, script_json
 from harness.report.view import baseline_delta
+from harness.results.history import History
 
 from tests.support.synthetic import fleet_export, synthetic_cell, synthetic_export
 
@@ -207,7 +208,7 @@ def test_index_lists_runs_with_trend_lines(export: dict[str, Any], report: Path)
     # the report of `export` exists next to the index: its row links there
     first = json.loads(json.dumps(export))
     first["run"]["id"] = report.stem
-    index = render_index([later, first], report.parent / "index.html")
+    index = render_index(History.of_exports([later, first]), report.parent / "index.html")
     html = index.read_text()
     assert html.index("20261125-080000-ef56") < html.index(report.stem)  # newest first
     assert f'href="{report.stem}.html"' in html and 'href="20261125-080000-ef56.html"' not in html
@@ -295,7 +296,7 @@ def test_report_in_chromium(browser: Browser, report: Path, export: dict[str, An
     for cell in later["results"]:
         if cell["latency_ms"]:
             cell["latency_ms"]["p50"] *= 0.9
-    index = render_index([export, later], report.parent / "index.html")
+    index = render_index(History.of_exports([export, later]), report.parent / "index.html")
     page.goto(index.as_uri())
     assert page.eval("document.querySelectorAll('svg.plot polyline').length") == 7
     page.screenshot(artifacts / "index.png")

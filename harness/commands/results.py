@@ -18,18 +18,18 @@ EXPORT_FORMATS = ("json", "pytest-benchmark")
 
 
 def cmd_report(*, run: str | None = None, baseline: str | None = None, out_path: Path | None = None,
-               store: Path | None = None, stream: TextIO | None = None) -> int:
+               store: str | Path | None = None, stream: TextIO | None = None) -> int:
     db = Store(store_path(store))
     run_id = db.resolve(run)
     export = db.export_run(run_id)
     base = db.export_run(db.resolve(baseline)) if baseline else None
     path = render_report(export, out_path or Path("reports") / f"{run_id}.html", baseline=base)
-    render_index([db.export_run(r["id"]) for r in db.runs()], path.parent / "index.html")
+    render_index(db.history(), path.parent / "index.html")
     print(f"report: {path}", file=out(stream))
     return ExitCode.OK
 
 
-def cmd_export(*, run: str | None = None, fmt: str = "json", store: Path | None = None,
+def cmd_export(*, run: str | None = None, fmt: str = "json", store: str | Path | None = None,
                stream: TextIO | None = None) -> int:
     if fmt not in EXPORT_FORMATS:
         raise EdgebenchError(f"unknown export format {fmt!r} ({', '.join(EXPORT_FORMATS)})", where="--format")
@@ -44,7 +44,7 @@ def cmd_export(*, run: str | None = None, fmt: str = "json", store: Path | None 
 
 
 def cmd_gate(budgets: Path, *, run: str | None = None, baseline: str | None = None, junit: Path | None = None,
-             markdown: Path | None = None, allow_missing: bool = False, store: Path | None = None,
+             markdown: Path | None = None, allow_missing: bool = False, store: str | Path | None = None,
              stream: TextIO | None = None) -> int:
     rules = load_budgets(budgets)
     db = Store(store_path(store))

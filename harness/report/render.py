@@ -25,7 +25,8 @@ from ..common.errors import EdgebenchError
 from ..common.files import atomic_write
 from ..gate.evaluate import GateResult
 from ..results.comparison import MIN_CHANGE_PCT, SIGNIFICANCE
-from ..results.record import Cell, Export, Status, cell_key, p50, samples
+from ..results.history import History
+from ..results.record import Cell, Export, Status, cell_key, samples
 from ..results.stats import MIN_SAMPLES
 from .format import num, short
 from .plots import PALETTE, box_quantiles, box_svg, trend_svg
@@ -135,33 +136,35 @@ def render_report(export: Export, out: Path, *, baseline: Export | None = None,
     return atomic_write(Path(out), html, mode=0o644)  # a report is meant to be shared
 
 
-def render_index(runs: list[Export], out: Path) -> Path:
-    """reports/index.html: every run over time, with p50 trends per (device, model, variant)."""
-    for i, export in enumerate(runs):
-        _check_schema(export, f"run #{i + 1}")
-    runs = sorted(runs, key=lambda e: ((e.get("run") or {}).get("started_at") or "", (e.get("run") or {}).get("id")
-                                       or ""))
+def render_index(history: History, out: Path) -> Path:
+    """reports/index.html: every run over time, with p50 trends per (device, model, variant).
+
+    Reads the history's per-cell summaries, never a cell's samples: a store of 200k cells renders in seconds."""
+    runs = sorted(history.runs, key=lambda r: (r.get("started_at") or "", r.get("id") or ""))
     out = Path(out)
-    labels, rows, headers = [], [], []
+    position = {run.get("id"): i for i, run in enumerate(runs)}
+    labels = [str(run.get("label") or run.get("id") or f"run {i + 1}") for i, run in enumerate(runs)]
+    counts = [[0, 0] for _ in runs]  # cells, ok
     trends: dict[str, dict[str, list[tuple[int, float]]]] = {}
-    for i, export in enumerate(runs):
-        run = export["run"]
-        headers.append(run)
-        cells = export["results"]
-        labels.append(str(run.get("label") or run.get("id") or f"run {i + 1}"))
+    for c in history.cells:
+        i = position.get(c.run_id)
+        if i is None:
+            continue
+        counts[i][0] += 1
+        if c.status == Status.OK:
+            counts[i][1] += 1
+            if c.p50_ms:
+                trends.setdefault(c.model, {}).setdefault(f"{c.device} · {c.variant}", []).append((i, c.p50_ms))
+    rows = []
+    for run, (cells, ok) in zip(runs, counts):
         report = f"{run.get('id')}.html"
-        rows.append({"run": run, "cells": len(cells), "ok": sum(c.get("status") == Status.OK for c in cells),
-                     "devices": len(export.get("devices") or []),
+        rows.append({"run": run, "cells": cells, "ok": ok, "devices": history.devices.get(run.get("id") or "", 0),
                      "href": report if (out.parent / report).exists() else None})
-        for c in cells:
-            median = p50(c)
-            if c.get("status") == Status.OK and median:
-                trends.setdefault(c["model"], {}).setdefault(f"{c['device']} · {c['variant']}", []).append((i, median))
-    charts = [{"model": m, "svg": trend_svg(series, labels),
+    charts = [{"model": m, "svg": trend_svg({name: sorted(pts) for name, pts in series.items()}, labels),
                "legend": [(name, PALETTE[n % len(PALETTE)]) for n, name in enumerate(series)]}
               for m, series in sorted(trends.items())]
     data = {"schema_version": REPORT_SCHEMA_VERSION,
-            "runs": [{**run_header, "cells": r["cells"], "ok": r["ok"]} for r, run_header in zip(rows, headers)]}
+            "runs": [{**run, "cells": r["cells"], "ok": r["ok"]} for r, run in zip(rows, runs)]}
     html = _env().get_template("index.html.j2").render(
         schema_version=REPORT_SCHEMA_VERSION, rows=list(reversed(rows)), charts=charts, data_json=script_json(data))
     return atomic_write(out, html, mode=0o644)
