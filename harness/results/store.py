@@ -45,7 +45,7 @@ CELL_COLUMNS = "run_id, device, model, variant, status, data, p50_ms"
 
 CREATE_V1 = (
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)",
-    "CREATE TABLE runs (id TEXT PRIMARY KEY, label TEXT, started_at TEXT, finished_at TEXT, data TEXT)",
+    "CREATE TABLE runs (id TEXT PRIMARY KEY, label TEXT, started_at TEXT, finished_at TEXT, data TEXT{seq_column})",
     "CREATE TABLE devices (run_id TEXT, name TEXT, data TEXT, PRIMARY KEY (run_id, name))",
     "CREATE TABLE cells (run_id TEXT, device TEXT, model TEXT, variant TEXT, status TEXT, data TEXT, "
     "PRIMARY KEY (run_id, device, model, variant))",
@@ -111,7 +111,7 @@ def _open_schema(db: Database) -> None:
             _refuse_newer(db, version)
             if version is None:
                 for statement in CREATE_V1:
-                    db.execute(statement)
+                    db.execute(statement.format(seq_column=db.seq_column))
                 db.execute("INSERT INTO meta (key, value) VALUES ('schema_version', '1')")
                 version = 1
             while version < SCHEMA_VERSION:

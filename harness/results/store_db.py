@@ -28,10 +28,12 @@ SCHEMA_LOCK_KEY = 0x6564676562656E63  # "edgebenc"
 
 
 class Database:
-    """One connection; ``seq`` is the expression that orders runs as they were inserted."""
+    """One connection; ``seq`` is the expression that orders runs as they were inserted (``seq_column`` the
+    runs table's column that provides it, where the database has no rowid)."""
 
     where: str
     seq: str
+    seq_column = ""
     tables_sql: str  # the names of the tables in the store's own namespace
 
     def __init__(self) -> None:
@@ -130,6 +132,7 @@ class SqliteDatabase(Database):
 
 class PostgresDatabase(Database):
     seq = "seq"
+    seq_column = ", seq BIGSERIAL"
     tables_sql = "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
 
     def __init__(self, url: str, *, create: bool):
