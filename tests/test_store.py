@@ -27,6 +27,7 @@ from harness.results.store import SCHEMA_VERSION, Store, store_path
 from tests.support.cli import run_cli
 from tests.support.postgres import PostgresMissing, PostgresServer, postgres_server
 from tests.support.synthetic import synthetic_cell, synthetic_device
+from tests.support.tflite_models import convert_test_models
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = ROOT / "tests" / "fixtures" / "golden" / "golden.sqlite"
@@ -318,3 +319,39 @@ def test_concurrent_writers_lose_and_duplicate_nothing(store_url: str) -> None:
         assert sorted(c["variant"] for c in store.cells(runs[f"p{n}"])) == sorted(f"v{i}" for i in range(60))
     assert sorted(c["variant"] for c in store.cells(shared)) == sorted(f"v{i}" for i in range(20))
     assert len(list(store.history().cells)) == 4 * 60 + 20
+
+
+def test_two_controllers_run_into_one_postgres_store_and_every_command_reads_it(
+        postgres: PostgresServer, tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> None:
+    models = convert_test_models(tmp_path_factory)
+    url = _new_database(postgres)
+    argv = [sys.executable, "-m", "harness", "run", "--devices", "local", "--runs", "20", "--warmup", "1",
+            "--min-seconds", "0", "--store", url, "-q"]
+    for name in ("mlp_fp32", "mlp_int8", "cnn_fp32"):
+        argv += ["--models", str(models[name])]
+    procs = {label: subprocess.Popen([*argv, "--label", label], cwd=tmp_path, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+             for label in ("ci-a", "ci-b")}
+    for proc in procs.values():
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err[-2000:]
+
+    store = Store(url)
+    for label, proc in procs.items():
+        export = store.export_run(store.resolve(label))
+        assert sorted(c["model"] for c in export["results"]) == ["cnn_fp32", "mlp_fp32", "mlp_int8"]
+        assert all(c["status"] == "ok" and c["latency_ms"]["count"] >= 20 for c in export["results"])
+        assert export["run"]["controller"]["pid"] == proc.pid
+    assert len(list(store.history().cells)) == 6
+
+    resumed = run_cli("run", *argv[4:], "--resume", "ci-a")
+    assert resumed.code == 0 and "3 cell(s) already measured" in resumed.out, resumed.err
+    out = tmp_path / "reports" / "ci-a.html"
+    assert run_cli("report", "--run", "ci-a", "--baseline", "ci-b", "--store", url, "-o", out).code == 0
+    index = (out.parent / "index.html").read_text()
+    assert all(store.resolve(label) in index for label in procs) and index.count("<polyline") == 3
+    exported = json.loads(run_cli("export", "--run", "ci-b", "--store", url).out)
+    assert exported["run"]["label"] == "ci-b" and len(exported["results"]) == 3
+    budgets = tmp_path / "budgets.yaml"
+    budgets.write_text("budgets:\n  - model: mlp_*\n    p90_ms: 100000\n")
+    assert run_cli("gate", "--budgets", budgets, "--run", "ci-a", "--baseline", "ci-b", "--store", url).code == 0
