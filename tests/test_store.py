@@ -122,13 +122,25 @@ def test_history_reads_per_cell_summaries_without_samples(store_url: str) -> Non
     for cell in cells:
         store.put_cell(run_id, cell)
     history = store.history()
-    assert [r["id"] for r in history.runs] == [run_id] and history.devices == {run_id: 2}
+    assert [r["id"] for r in history.runs] == [run_id] and history.counts == {run_id: (2, 3, 2)}
     summaries = sorted(history.cells)
     started = history.runs[0]["started_at"]
     assert [tuple(s) for s in summaries] == [
         (run_id, "nightly", started, "pi-01", "mobilenet", "v0", "ok", p50(cells[0])),
         (run_id, "nightly", started, "pi-01", "mobilenet", "v1", "ok", p50(cells[1])),
         (run_id, "nightly", started, "pi-02", "mobilenet", "v0", "unreachable", None)]
+
+
+def test_history_of_the_newest_runs_counts_every_run(store_url: str) -> None:
+    store = Store(store_url)
+    ids = [store.create_run(f"n{i}", {}) for i in range(4)]
+    for run_id in ids:
+        for cell in _cells(3):
+            store.put_cell(run_id, cell)
+    history = store.history(recent=2)
+    assert {s.run_id for s in history.cells} == set(ids[2:])
+    assert history.counts == {run_id: (0, 3, 3) for run_id in ids}
+    assert list(store.history(recent=0).cells) == []
 
 
 def _write_v1(path: Path, version: str = "1") -> None:

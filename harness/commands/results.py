@@ -9,7 +9,7 @@ from ..common.errors import EdgebenchError, ExitCode
 from ..gate.budgets import load_budgets
 from ..gate.evaluate import evaluate
 from ..gate.writers import markdown_summary, text_summary, write_junit
-from ..report.render import render_index, render_report
+from ..report.render import TREND_RUNS, render_index, render_report
 from ..results.export import pytest_benchmark_json, write_json
 from ..results.store import Store, store_path
 from .output import out
@@ -24,7 +24,7 @@ def cmd_report(*, run: str | None = None, baseline: str | None = None, out_path:
     export = db.export_run(run_id)
     base = db.export_run(db.resolve(baseline)) if baseline else None
     path = render_report(export, out_path or Path("reports") / f"{run_id}.html", baseline=base)
-    render_index(db.history(), path.parent / "index.html")
+    render_index(db.history(recent=TREND_RUNS), path.parent / "index.html")
     print(f"report: {path}", file=out(stream))
     return ExitCode.OK
 

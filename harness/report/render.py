@@ -25,7 +25,7 @@ from ..common.errors import EdgebenchError
 from ..common.files import atomic_write
 from ..gate.evaluate import GateResult
 from ..results.comparison import MIN_CHANGE_PCT, SIGNIFICANCE
-from ..results.history import History
+from ..results.history import History, RunCounts
 from ..results.record import Cell, Export, Status, cell_key, samples
 from ..results.stats import MIN_SAMPLES
 from .format import num, short
@@ -37,6 +37,9 @@ from .view import baseline_delta, device_views, lean_cell, predicted_compatibili
 REPORT_SCHEMA_VERSION = 1  # of the HTML report (meta tag + embedded JSON), not of the export
 EXPORT_SCHEMA_VERSIONS = (1,)
 TEMPLATES = Path(__file__).parent / "templates"
+# The index's trend charts show the newest runs: 50 devices x 10 variants over a year of nightlies would be
+# 180k points (seconds to draw, tens of MB of SVG); the table of runs lists every run.
+TREND_RUNS = 30
 
 
 def _check_schema(export: Any, where: str) -> None:
@@ -137,34 +140,31 @@ def render_report(export: Export, out: Path, *, baseline: Export | None = None,
 
 
 def render_index(history: History, out: Path) -> Path:
-    """reports/index.html: every run over time, with p50 trends per (device, model, variant).
-
-    Reads the history's per-cell summaries, never a cell's samples: a store of 200k cells renders in seconds."""
-    runs = sorted(history.runs, key=lambda r: (r.get("started_at") or "", r.get("id") or ""))
+    """reports/index.html: every run over time, with p50 trends per (device, model, variant) over the newest
+    TREND_RUNS runs. Reads per-run counts and per-cell summaries, never a cell's samples: a store of 200k cells
+    renders in about a second."""
+    runs = sorted(history.runs, key=lambda r: r.get("started_at") or "")  # stable: ties keep the store's order
+    shown = runs[max(0, len(runs) - TREND_RUNS):]
     out = Path(out)
-    position = {run.get("id"): i for i, run in enumerate(runs)}
-    labels = [str(run.get("label") or run.get("id") or f"run {i + 1}") for i, run in enumerate(runs)]
-    counts = [[0, 0] for _ in runs]  # cells, ok
+    position = {run.get("id"): i for i, run in enumerate(shown)}
     trends: dict[str, dict[str, list[tuple[int, float]]]] = {}
     for c in history.cells:
         i = position.get(c.run_id)
-        if i is None:
-            continue
-        counts[i][0] += 1
-        if c.status == Status.OK:
-            counts[i][1] += 1
-            if c.p50_ms:
-                trends.setdefault(c.model, {}).setdefault(f"{c.device} · {c.variant}", []).append((i, c.p50_ms))
+        if i is not None and c.status == Status.OK and c.p50_ms:
+            trends.setdefault(c.model, {}).setdefault(f"{c.device} · {c.variant}", []).append((i, c.p50_ms))
     rows = []
-    for run, (cells, ok) in zip(runs, counts):
+    for run in runs:
+        counts = history.counts.get(run.get("id") or "") or RunCounts(0, 0, 0)
         report = f"{run.get('id')}.html"
-        rows.append({"run": run, "cells": cells, "ok": ok, "devices": history.devices.get(run.get("id") or "", 0),
+        rows.append({"run": run, "cells": counts.cells, "ok": counts.ok, "devices": counts.devices,
                      "href": report if (out.parent / report).exists() else None})
+    labels = [str(run.get("label") or run.get("id") or f"run {i + 1}") for i, run in enumerate(shown)]
     charts = [{"model": m, "svg": trend_svg({name: sorted(pts) for name, pts in series.items()}, labels),
                "legend": [(name, PALETTE[n % len(PALETTE)]) for n, name in enumerate(series)]}
               for m, series in sorted(trends.items())]
     data = {"schema_version": REPORT_SCHEMA_VERSION,
             "runs": [{**run, "cells": r["cells"], "ok": r["ok"]} for r, run in zip(rows, runs)]}
     html = _env().get_template("index.html.j2").render(
-        schema_version=REPORT_SCHEMA_VERSION, rows=list(reversed(rows)), charts=charts, data_json=script_json(data))
+        schema_version=REPORT_SCHEMA_VERSION, rows=list(reversed(rows)), charts=charts, data_json=script_json(data),
+        trend_runs=len(shown))
     return atomic_write(out, html, mode=0o644)

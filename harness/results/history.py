@@ -2,7 +2,7 @@
 
 A year of nightly runs on 50 devices x 10 variants is ~180k cells; loading them with their samples took
 ~100 s and ~20 GB. The store keeps each cell's median in a column of its own (``cells.p50_ms``, covered by an
-index), so the history reads without touching any cell's JSON.
+index), so the history reads without touching any cell's JSON, and counts cells per run in SQL.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from .record import Export, RunHeader, p50
+from .record import Export, RunHeader, Status, p50
 
 
 class CellSummary(NamedTuple):
@@ -25,11 +25,17 @@ class CellSummary(NamedTuple):
     p50_ms: float | None
 
 
+class RunCounts(NamedTuple):
+    devices: int
+    cells: int
+    ok: int
+
+
 @dataclass
 class History:
-    runs: list[RunHeader]
-    devices: dict[str, int]  # devices recorded per run id
-    cells: Iterable[CellSummary]  # streamed from the store: iterate once
+    runs: list[RunHeader]  # every run, oldest first
+    counts: dict[str, RunCounts]  # per run id
+    cells: Iterable[CellSummary]  # of every run, or of the newest ones asked for (Store.history): iterate once
 
     @classmethod
     def of_exports(cls, exports: Iterable[Export]) -> History:
@@ -37,7 +43,8 @@ class History:
         exports = list(exports)
         return cls(
             runs=[e["run"] for e in exports],
-            devices={e["run"]["id"]: len(e.get("devices") or ()) for e in exports},
+            counts={e["run"]["id"]: RunCounts(len(e.get("devices") or ()), len(e["results"]),
+                                              sum(c["status"] == Status.OK for c in e["results"])) for e in exports},
             cells=[CellSummary(e["run"]["id"], e["run"].get("label"), e["run"].get("started_at"), c["device"],
                                c["model"], c["variant"], str(c["status"]), p50(c))
                    for e in exports for c in e["results"]],

@@ -32,7 +32,7 @@ from typing import Any
 
 from ..common.clock import now_iso, run_id_stamp
 from ..common.errors import EdgebenchError
-from .history import CellSummary, History
+from .history import CellSummary, History, RunCounts
 from .record import Cell, DeviceRecord, Export, RunHeader, Status, p50
 from .store_db import Database, PostgresDatabase, SqliteDatabase
 
@@ -206,15 +206,28 @@ class Store:
         return [_header(r) for r in self.db.query(
             f"SELECT id, label, started_at, finished_at, data FROM runs ORDER BY started_at, {self.db.seq}")]
 
-    def history(self) -> History:
-        """Every run with one summary per cell (no samples): what the index and trends read."""
-        devices = {str(r[0]): int(r[1]) for r in self.db.query("SELECT run_id, COUNT(*) FROM devices GROUP BY run_id")}
-        return History(self.runs(), devices, self._cell_summaries())
+    def history(self, recent: int | None = None) -> History:
+        """Every run with its counts, and the per-cell summaries of the ``recent`` newest runs (default all):
+        what the index and its trends read, without any cell's samples."""
+        runs = self.runs()
+        counts: dict[str, list[int]] = {str(r["id"]): [0, 0, 0] for r in runs}
+        for run_id, n in self.db.query("SELECT run_id, COUNT(*) FROM devices GROUP BY run_id"):
+            counts.setdefault(run_id, [0, 0, 0])[0] = int(n)
+        for run_id, n, ok in self.db.query("SELECT run_id, COUNT(*), SUM(CASE WHEN status='ok' THEN 1 ELSE 0 END) "
+                                           "FROM cells GROUP BY run_id"):
+            counts.setdefault(run_id, [0, 0, 0])[1:] = [int(n), int(ok)]
+        ids = None if recent is None else [str(r["id"]) for r in runs[max(0, len(runs) - recent):]]
+        return History(runs, {k: RunCounts(*v) for k, v in counts.items()}, self.cell_summaries(ids))
 
-    def _cell_summaries(self) -> Iterator[CellSummary]:
+    def cell_summaries(self, run_ids: list[str] | None = None) -> Iterator[CellSummary]:
+        """One summary per cell (run, label, started_at, device, model, variant, status, p50_ms) of these runs
+        (default all), read from the summary index: no cell's JSON is parsed."""
+        if run_ids is not None and not run_ids:
+            return iter(())
+        where = f"WHERE c.run_id IN ({', '.join('?' * len(run_ids))})" if run_ids else ""
         rows = self.db.query(
             "SELECT c.run_id, r.label, r.started_at, c.device, c.model, c.variant, c.status, c.p50_ms "
-            "FROM cells c JOIN runs r ON r.id = c.run_id")
+            f"FROM cells c JOIN runs r ON r.id = c.run_id {where}", run_ids or ())
         return (CellSummary(*row) for row in rows)
 
     def copy_into(self, dst: Store) -> tuple[int, int]:
