@@ -25,7 +25,8 @@ Args = argparse.Namespace
 
 
 def _store(sp: argparse.ArgumentParser) -> None:
-    sp.add_argument("--store", type=Path, help="results database (default .edgebench/results.sqlite or $EDGEBENCH_STORE)")
+    sp.add_argument("--store", help="results database: a file or postgresql://USER@HOST:PORT/DB "
+                                     "(default $EDGEBENCH_STORE or .edgebench/results.sqlite)")
 
 
 def _devices(sp: argparse.ArgumentParser) -> None:
@@ -165,6 +166,16 @@ def _export(a: Args) -> int:
     return commands.cmd_export(run=a.run, fmt=a.format, store=a.store)
 
 
+def _store_cmd_args(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("action", choices=["copy"], help="copy: every run of SRC that DST lacks into DST")
+    sp.add_argument("src", help="store to read: a file or postgresql://USER@HOST:PORT/DB")
+    sp.add_argument("dst", help="store to add to (created when new)")
+
+
+def _store_cmd(a: Args) -> int:
+    return commands.cmd_store_copy(a.src, a.dst)
+
+
 def _demo_args(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--runs", type=int)
     _store(sp)
@@ -182,6 +193,7 @@ COMMANDS: dict[str, Command] = {
     "report": ("write a self-contained HTML report", _report_args, _report),
     "gate": ("check a run against latency budgets (exit 1 when one is broken)", _gate_args, _gate),
     "export": ("print a run as JSON", _export_args, _export),
+    "store": ("copy history between stores (SQLite, PostgreSQL), idempotently", _store_cmd_args, _store_cmd),
     "demo": ("convert the bundled model, benchmark it here, write reports/demo.html", _demo_args, _demo),
 }
 

@@ -20,6 +20,7 @@ from harness.report.plots import pareto_front
 from harness.report.recommend import recommend
 from harness.report.render import render_index, render_report, script_json
 from harness.report.view import baseline_delta
+from harness.results.history import History
 from harness.results.record import Cell
 
 from tests.support.synthetic import fleet_export, synthetic_cell, synthetic_export
@@ -224,7 +225,7 @@ def test_index_lists_runs_with_trend_lines(export: dict[str, Any], report: Path)
     # the report of `export` exists next to the index: its row links there
     first = json.loads(json.dumps(export))
     first["run"]["id"] = report.stem
-    index = render_index([later, first], report.parent / "index.html")
+    index = render_index(History.of_exports([later, first]), report.parent / "index.html")
     html = index.read_text()
     assert html.index("20261125-080000-ef56") < html.index(report.stem)  # newest first
     assert f'href="{report.stem}.html"' in html and 'href="20261125-080000-ef56.html"' not in html
@@ -242,7 +243,7 @@ def test_index_marks_where_a_series_shifted(tmp_path: Path) -> None:
                  synthetic_cell("pi", "m", "int8", _lat(rng, 5.0 * float(rng.lognormal(0, 0.02))))]
         runs.append(synthetic_export(cells, run_id=f"20261101-0000{i:02d}-aa00", label=f"n{i}",
                                      started_at=f"2026-11-01T00:{i:02d}:00+00:00"))
-    html = render_index(runs, tmp_path / "index.html").read_text()
+    html = render_index(History.of_exports(runs), tmp_path / "index.html").read_text()
     assert html.count('class="shift"') == 1  # the steady int8 series claims none
     assert re.search(r"<b>pi · fp32</b> shifted ×1\.(2|3)\d at run n7", html)
 
@@ -326,7 +327,7 @@ def test_report_in_chromium(browser: Browser, report: Path, export: dict[str, An
     for cell in later["results"]:
         if cell["latency_ms"]:
             cell["latency_ms"]["p50"] *= 0.9
-    index = render_index([export, later], report.parent / "index.html")
+    index = render_index(History.of_exports([export, later]), report.parent / "index.html")
     page.goto(index.as_uri())
     assert page.eval("document.querySelectorAll('svg.plot polyline').length") == 7
     page.screenshot(artifacts / "index.png")

@@ -10,7 +10,7 @@ from ..common.errors import EdgebenchError, ExitCode
 from ..gate.budgets import load_budgets
 from ..gate.evaluate import evaluate
 from ..gate.writers import markdown_summary, text_summary, write_junit
-from ..report.render import render_index, render_report, written_by_edgebench
+from ..report.render import TREND_RUNS, render_index, render_report, written_by_edgebench
 from ..results.export import pytest_benchmark_json, write_json
 from ..results.noise import NoiseFloor, noise_floors
 from ..results.store import Store, store_path
@@ -20,7 +20,7 @@ EXPORT_FORMATS = ("json", "pytest-benchmark")
 
 
 def cmd_report(*, run: str | None = None, baseline: str | None = None, out_path: Path | None = None,
-               store: Path | None = None, stream: TextIO | None = None) -> int:
+               store: str | Path | None = None, stream: TextIO | None = None) -> int:
     db = Store(store_path(store))
     run_id = db.resolve(run)
     export = db.export_run(run_id)
@@ -32,11 +32,11 @@ def cmd_report(*, run: str | None = None, baseline: str | None = None, out_path:
     if index.exists() and not written_by_edgebench(index):  # -o into a directory of other pages
         print(f"index not written: {index} exists and edgebench did not write it", file=sys.stderr)
     elif index != path:
-        render_index([db.export_run(r["id"]) for r in db.runs()], index)
+        render_index(db.history(recent=TREND_RUNS), index)
     return ExitCode.OK
 
 
-def cmd_export(*, run: str | None = None, fmt: str = "json", store: Path | None = None,
+def cmd_export(*, run: str | None = None, fmt: str = "json", store: str | Path | None = None,
                stream: TextIO | None = None) -> int:
     if fmt not in EXPORT_FORMATS:
         raise EdgebenchError(f"unknown export format {fmt!r} ({', '.join(EXPORT_FORMATS)})", where="--format")
@@ -51,7 +51,7 @@ def cmd_export(*, run: str | None = None, fmt: str = "json", store: Path | None 
 
 
 def cmd_gate(budgets: Path, *, run: str | None = None, baseline: str | None = None, junit: Path | None = None,
-             markdown: Path | None = None, allow_missing: bool = False, store: Path | None = None,
+             markdown: Path | None = None, allow_missing: bool = False, store: str | Path | None = None,
              stream: TextIO | None = None) -> int:
     rules = load_budgets(budgets)
     db = Store(store_path(store))

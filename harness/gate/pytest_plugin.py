@@ -21,7 +21,7 @@ from .evaluate import GateResult, evaluate
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.getgroup("edgebench").addoption(
-        "--edgebench-store", default=None, metavar="PATH",
+        "--edgebench-store", default=None, metavar="PATH|URL",
         help="edgebench results store (default: $EDGEBENCH_STORE or .edgebench/results.sqlite)",
     )
 
@@ -29,11 +29,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 @pytest.fixture(scope="session")
 def edgebench_run(pytestconfig: pytest.Config) -> Export:
     """The latest stored run, as the export JSON."""
-    path = store_path(pytestconfig.getoption("edgebench_store"))
-    if not path.exists():  # Store() would create an empty one
-        pytest.fail(f"{path}: no edgebench results store: run 'edgebench run' first", pytrace=False)
     try:
-        store = Store(path)
+        store = Store(store_path(pytestconfig.getoption("edgebench_store")), create=False)
         try:
             return store.export_run(store.resolve("latest"))
         finally:

@@ -149,17 +149,19 @@ def trend_svg(series: Mapping[str, Sequence[tuple[int, float]]], run_labels: Seq
     step = max(1, math.ceil(len(run_labels) / 8))
     ticks = [(float(i), run_labels[i][:12]) for i in range(0, len(run_labels), step)]
     plot = _Plot(xs, ys, "run", "p50 vs its first run (×)", x_ticks=ticks, width=760)
+    # every coordinate and name formatted once: an index at team scale draws tens of thousands of points
+    xpos = [plot.sx(x) for x in xs]
+    labels = [escape(label) for label in run_labels]
     for n, (name, pts) in enumerate(series.items()):
-        color = PALETTE[n % len(PALETTE)]
-        coords = " ".join(f"{plot.sx(i)},{plot.sy(r)}" for i, r in rel[name])
-        plot.marks.append(f'<g class="series" style="--c:{color}"><title>{escape(name)}</title>'
-                          f'<polyline points="{coords}"/>'
-                          + "".join(f'<circle cx="{plot.sx(i)}" cy="{plot.sy(r)}" r="2.5"><title>{escape(name)} · '
-                                    f'{escape(run_labels[i])}: {num(v)} ms ({r:.2f}×)</title></circle>'
-                                    for (i, v), (_, r) in zip(pts, rel[name]))
-                          + "".join(f'<circle class="shift" cx="{plot.sx(i)}" cy="{plot.sy(dict(rel[name])[i])}" '
-                                    f'r="6"><title>{escape(name)}: shifted ×{ratio:.2f} at '
-                                    f'{escape(run_labels[i])}</title></circle>'
+        color, title = PALETTE[n % len(PALETTE)], escape(name)
+        points = [(xpos[i], plot.sy(r), i, v, r) for (i, v), (_, r) in zip(pts, rel[name])]
+        at = {i: (x, y) for x, y, i, _, _ in points}
+        plot.marks.append(f'<g class="series" style="--c:{color}"><title>{title}</title>'
+                          f'<polyline points="{" ".join(f"{x},{y}" for x, y, *_ in points)}"/>'
+                          + "".join(f'<circle cx="{x}" cy="{y}" r="2.5"><title>{title} · {labels[i]}: {num(v)} ms '
+                                    f'({r:.2f}×)</title></circle>' for x, y, i, v, r in points)
+                          + "".join(f'<circle class="shift" cx="{at[i][0]}" cy="{at[i][1]}" r="6"><title>{title}: '
+                                    f'shifted ×{ratio:.2f} at {labels[i]}</title></circle>'
                                     for i, ratio in (shifts or {}).get(name, ()))
                           + "</g>")
     return plot.svg("p50 over runs, relative to each series' first run")

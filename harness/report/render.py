@@ -27,8 +27,9 @@ from ..common.files import atomic_write
 from ..gate.evaluate import GateResult
 from ..results.changepoints import change_points
 from ..results.comparison import MIN_CHANGE_PCT
+from ..results.history import History, RunCounts
 from ..results.noise import NoiseFloor
-from ..results.record import Cell, Export, Status, cell_key, p50, samples
+from ..results.record import Cell, Export, Status, cell_key, samples
 from ..results.stats import MIN_SAMPLES
 from .complete import complete_export
 from .format import num, short
@@ -40,6 +41,9 @@ from .view import Delta, baseline_delta, device_views, lean_cell, predicted_comp
 REPORT_SCHEMA_VERSION = 1  # of the HTML report (meta tag + embedded JSON), not of the export
 EXPORT_SCHEMA_VERSIONS = (1,)
 TEMPLATES = Path(__file__).parent / "templates"
+# The index's trend charts show the newest runs: 50 devices x 10 variants over a year of nightlies would be
+# 180k points (seconds to draw, tens of MB of SVG); the table of runs lists every run.
+TREND_RUNS = 30
 
 
 def _check_schema(export: Any, where: str) -> None:
@@ -176,37 +180,37 @@ def written_by_edgebench(path: Path) -> bool:
         return False
 
 
-def render_index(runs: list[Export], out: Path) -> Path:
-    """reports/index.html: every run over time, with p50 trends per (device, model, variant)."""
-    for i, export in enumerate(runs):
-        _check_schema(export, f"run #{i + 1}")
-    runs = sorted((complete_export(e) for e in runs), key=lambda e: ((e.get("run") or {}).get("started_at") or "", (e.get("run") or {}).get("id")
-                                       or ""))
+def render_index(history: History, out: Path) -> Path:
+    """reports/index.html: every run over time, with p50 trends per (device, model, variant) over the newest
+    TREND_RUNS runs. Reads per-run counts and per-cell summaries, never a cell's samples: a store of 200k cells
+    renders in about a second."""
+    runs = sorted(history.runs, key=lambda r: r.get("started_at") or "")  # stable: ties keep the store's order
+    shown = runs[max(0, len(runs) - TREND_RUNS):]
     out = Path(out)
-    labels, rows, headers = [], [], []
+    position = {run.get("id"): i for i, run in enumerate(shown)}
     trends: dict[str, dict[str, list[tuple[int, float]]]] = {}
-    for i, export in enumerate(runs):
-        run = export["run"]
-        headers.append(run)
-        cells = export["results"]
-        labels.append(str(run.get("label") or run.get("id") or f"run {i + 1}"))
+    for c in history.cells:
+        i = position.get(c.run_id)
+        if i is not None and c.status == Status.OK and c.p50_ms:
+            trends.setdefault(c.model, {}).setdefault(f"{c.device} · {c.variant}", []).append((i, c.p50_ms))
+    rows = []
+    for run in runs:
+        counts = history.counts.get(run.get("id") or "") or RunCounts(0, 0, 0)
         report = f"{run.get('id')}.html"
-        rows.append({"run": run, "cells": len(cells), "ok": sum(c.get("status") == Status.OK for c in cells),
-                     "devices": len(export.get("devices") or []),
+        rows.append({"run": run, "cells": counts.cells, "ok": counts.ok, "devices": counts.devices,
                      "href": report if (out.parent / report).exists() else None})
-        for c in cells:
-            median = p50(c)
-            if c.get("status") == Status.OK and median:
-                trends.setdefault(c["model"], {}).setdefault(f"{c['device']} · {c['variant']}", []).append((i, median))
+    labels = [str(run.get("label") or run.get("id") or f"run {i + 1}") for i, run in enumerate(shown)]
     charts = []
     for m, series in sorted(trends.items()):
+        ordered = {name: sorted(pts) for name, pts in series.items()}
         shifts = {name: [(pts[s.index][0], s.ratio) for s in change_points([v for _, v in pts])]
-                  for name, pts in series.items()}
-        charts.append({"model": m, "svg": trend_svg(series, labels, shifts),
+                  for name, pts in ordered.items()}
+        charts.append({"model": m, "svg": trend_svg(ordered, labels, shifts),
                        "legend": [(name, PALETTE[n % len(PALETTE)]) for n, name in enumerate(series)],
                        "shifts": [(name, labels[i], ratio) for name, found in shifts.items() for i, ratio in found]})
     data = {"schema_version": REPORT_SCHEMA_VERSION,
-            "runs": [{**run_header, "cells": r["cells"], "ok": r["ok"]} for r, run_header in zip(rows, headers)]}
+            "runs": [{**run, "cells": r["cells"], "ok": r["ok"]} for r, run in zip(rows, runs)]}
     html = _env().get_template("index.html.j2").render(
-        schema_version=REPORT_SCHEMA_VERSION, rows=list(reversed(rows)), charts=charts, data_json=script_json(data))
+        schema_version=REPORT_SCHEMA_VERSION, rows=list(reversed(rows)), charts=charts, data_json=script_json(data),
+        trend_runs=len(shown))
     return atomic_write(out, html, mode=0o644)

@@ -179,6 +179,7 @@ class RunHeader(TypedDict, total=False):
     suite: str | None
     commit: str | None
     host: dict[str, Any]
+    controller: dict[str, Any]  # who stored the run: host, user, pid (stores may be shared)
 
 
 class Export(TypedDict):

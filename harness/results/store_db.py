@@ -1,0 +1,174 @@
+"""The two databases a results store can live in, behind one small interface.
+
+SQLite is a file and the embedded default; PostgreSQL is a team's shared server (psycopg 3, imported only
+when a ``postgresql://`` store is opened, so the core install works without it). The store's SQL is written
+once for both: ``?`` placeholders (PostgreSQL's ``%s`` substituted here), ``INSERT ... ON CONFLICT``, and no
+``rowid`` outside ``Database.seq``. Every call holds the connection's lock: the runner stores cells from one
+thread per device, and a transaction must not interleave with another thread's statements.
+
+Only the server's or the file's own failures become an EdgebenchError naming the store; an SQL mistake stays
+a bug with its traceback.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from ..common.errors import EdgebenchError
+
+Row = tuple[Any, ...]
+# Serialises first-time schema creation and migrations among PostgreSQL clients (an arbitrary constant).
+SCHEMA_LOCK_KEY = 0x6564676562656E63  # "edgebenc"
+
+
+class Database:
+    """One connection; ``seq`` is the expression that orders runs as they were inserted (``seq_column`` the
+    runs table's column that provides it, where the database has no rowid)."""
+
+    where: str
+    seq: str
+    seq_column = ""
+    tables_sql: str  # the names of the tables in the store's own namespace
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        with self.lock, self._errors():
+            return list(self._execute(sql, params).fetchall())
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run one statement; the number of rows it changed."""
+        with self.lock, self._errors():
+            return int(self._execute(sql, params).rowcount)
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
+        """Run one statement per row; the number of rows they changed together."""
+        with self.lock, self._errors():
+            return self._executemany(sql, rows) if rows else 0
+
+    @contextmanager
+    def transaction(self, *, schema: bool = False) -> Iterator[None]:
+        """Statements that commit together; ``schema``: exclusive of every other client creating or migrating."""
+        with self.lock, self._errors(), self._transaction(schema):
+            yield
+
+    def after_schema(self) -> None:
+        """Settings applied once the store is known to be an edgebench store of a version this edgebench reads."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    # -- per database ----------------------------------------------------------
+    def _execute(self, sql: str, params: Sequence[Any]) -> Any:
+        raise NotImplementedError
+
+    def _executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
+        raise NotImplementedError
+
+    def _transaction(self, schema: bool) -> Any:
+        raise NotImplementedError
+
+    def _errors(self) -> Any:
+        raise NotImplementedError
+
+
+class SqliteDatabase(Database):
+    seq = "rowid"
+    tables_sql = "SELECT name FROM sqlite_master WHERE type='table'"
+
+    def __init__(self, path: Path, *, create: bool):
+        super().__init__()
+        self.where = str(path)
+        if not create and not path.exists():
+            raise EdgebenchError("no edgebench results store: run 'edgebench run' first", where=self.where)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise EdgebenchError(f"cannot create the store's directory: {exc.strerror or exc}", where=self.where) \
+                from None
+        with self._errors():
+            # autocommit: transactions are explicit, so schema creation can be BEGIN EXCLUSIVE
+            self.conn = sqlite3.connect(self.where, timeout=30, isolation_level=None, check_same_thread=False)
+
+    def after_schema(self) -> None:
+        with self.lock, self._errors():
+            self.conn.execute("PRAGMA journal_mode=WAL")  # readers never wait for the writer
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def _execute(self, sql: str, params: Sequence[Any]) -> Any:
+        return self.conn.execute(sql, params)
+
+    def _executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
+        return int(self.conn.executemany(sql, rows).rowcount)
+
+    @contextmanager
+    def _transaction(self, schema: bool) -> Iterator[None]:
+        self.conn.execute("BEGIN EXCLUSIVE" if schema else "BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except (sqlite3.IntegrityError, sqlite3.ProgrammingError):
+            raise
+        except sqlite3.DatabaseError as exc:  # locked past the timeout, not a database, disk full, ...
+            raise EdgebenchError(f"not a usable edgebench results store: {exc}", where=self.where) from None
+
+
+class PostgresDatabase(Database):
+    seq = "seq"
+    seq_column = ", seq BIGSERIAL"
+    tables_sql = "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
+
+    def __init__(self, url: str, *, create: bool):
+        super().__init__()
+        self.where = re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", url)  # never print a password
+        try:
+            import psycopg
+        except ImportError:
+            raise EdgebenchError("a PostgreSQL store needs psycopg: pip install 'edgebench[lab]'",
+                                 where=self.where) from None
+        self._psycopg = psycopg
+        with self._errors():
+            self.conn = psycopg.connect(url, autocommit=True, connect_timeout=30)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def _execute(self, sql: str, params: Sequence[Any]) -> Any:
+        return self.conn.execute(sql.replace("?", "%s"), params)
+
+    def _executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
+        with self.conn.cursor() as cur:
+            cur.executemany(sql.replace("?", "%s"), rows)
+            return int(cur.rowcount)  # the sum over the rows (psycopg >= 3.1)
+
+    @contextmanager
+    def _transaction(self, schema: bool) -> Iterator[None]:
+        with self.conn.transaction():
+            if schema:  # released with the transaction: two first-time clients never both create the tables
+                self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_KEY,))
+            yield
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except self._psycopg.OperationalError as exc:  # refused, authentication, server gone, ...
+            message = " ".join(str(exc).split())
+            raise EdgebenchError(f"PostgreSQL store: {message}", where=self.where) from None
