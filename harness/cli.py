@@ -97,6 +97,9 @@ def _run_args(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--budgets", type=Path, help="gate the run on this budgets file")
     sp.add_argument("--ship-failed", action="store_true",
                     help="also measure variants that failed on the host (a device's runtime may still load them)")
+    sp.add_argument("--lock-timeout", metavar="DURATION",
+                    help="wait this long (90s, 5m) for a labgrid place another controller holds, then record its "
+                         f"cells as device_busy (default {RunPolicy.lock_timeout_s:g}s)")
     sp.add_argument("-q", "--quiet", action="store_true")
     _store(sp)
 
@@ -105,7 +108,8 @@ def _run(a: Args) -> int:
     measure = {f.name: getattr(a, f.name) for f in fields(MeasureSettings) if hasattr(a, f.name)}
     return commands.cmd_run(a.suite, models=a.models, inventory=a.inventory, devices=a.devices, label=a.label,
                             store=a.store, resume=a.resume, measure=measure, quiet=a.quiet, gate_budgets=a.budgets,
-                            policy=RunPolicy(trust_new_hosts=a.trust_new_hosts, ship_failed=a.ship_failed))
+                            policy=RunPolicy(trust_new_hosts=a.trust_new_hosts, ship_failed=a.ship_failed,
+                                             lock_timeout_s=RunPolicy.lock_timeout(a.lock_timeout)))
 
 
 def _report_args(sp: argparse.ArgumentParser) -> None:
