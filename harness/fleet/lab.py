@@ -203,6 +203,13 @@ class Client:
                 self.call("cancel-reservation", value, check=False)
 
 
+def pool_places(devices: list[Device]) -> list[tuple[str | None, Place]]:
+    """Every place of the coordinators these devices use: (coordinator, place)."""
+    coordinators = dict.fromkeys(d.labgrid_coordinator or os.environ.get("LG_COORDINATOR")
+                                 for d in devices if d.on_labgrid)
+    return [(c, p) for c in coordinators for p in Client(c, controller_identity()).places()]
+
+
 def _filters(device: Device) -> dict[str, str]:
     return {"name": device.labgrid_place} if device.labgrid_place else dict(device.labgrid_tags)
 
