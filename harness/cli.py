@@ -14,6 +14,7 @@ import argparse
 import sys
 import traceback
 from collections.abc import Callable
+from typing import overload
 from dataclasses import fields
 from pathlib import Path
 
@@ -105,6 +106,9 @@ def _run_args(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--budgets", type=Path, help="gate the run on this budgets file")
     sp.add_argument("--ship-failed", action="store_true",
                     help="also measure variants that failed on the host (a device's runtime may still load them)")
+    sp.add_argument("--lock-timeout", metavar="DURATION",
+                    help="wait this long (90s, 5m) for a labgrid place another controller holds, then record its "
+                         f"cells as device_busy (default {RunPolicy.lock_timeout_s:g}s)")
     sp.add_argument("-q", "--quiet", action="store_true")
     _store(sp)
 
@@ -113,20 +117,27 @@ def _run(a: Args) -> int:
     measure = {f.name: getattr(a, f.name) for f in fields(MeasureSettings) if hasattr(a, f.name)}
     return commands.cmd_run(a.suite, models=a.models, inventory=a.inventory, devices=a.devices, label=a.label,
                             store=a.store, resume=a.resume, measure=measure, quiet=a.quiet, gate_budgets=a.budgets,
-                            policy=RunPolicy(trust_new_hosts=a.trust_new_hosts, ship_failed=a.ship_failed),
+                            policy=RunPolicy(trust_new_hosts=a.trust_new_hosts, ship_failed=a.ship_failed,
+                                             lock_timeout_s=_duration(a.lock_timeout, "--lock-timeout", zero_ok=True,
+                                                                      default=RunPolicy.lock_timeout_s)),
                             baseline_models=a.baseline_models, until_decided=a.until_conclusive,
                             max_time_s=_duration(a.max_time, "--max-time"))
 
 
-def _duration(text: str | None, flag: str) -> float | None:
+@overload
+def _duration(text: str | None, flag: str, *, zero_ok: bool = False, default: float) -> float: ...
+@overload
+def _duration(text: str | None, flag: str, *, zero_ok: bool = False, default: None = None) -> float | None: ...
+def _duration(text: str | None, flag: str, *, zero_ok: bool = False, default: float | None = None) -> float | None:
+    """A DURATION flag (60s, 5m or seconds) in seconds; ``default`` when not given."""
     if text is None:
-        return None
+        return default
     try:
         seconds = parse_duration(text)
     except ValueError:
         raise EdgebenchError(f"{flag} must be a duration such as 60s, 5m or 1h, not {text!r}", where=flag) from None
-    if seconds <= 0:
-        raise EdgebenchError(f"{flag} must be positive", where=flag)
+    if seconds < 0 or (seconds == 0 and not zero_ok):
+        raise EdgebenchError(f"{flag} must be {'zero or more' if zero_ok else 'positive'}", where=flag)
     return seconds
 
 

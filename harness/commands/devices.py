@@ -10,17 +10,22 @@ from typing import Any, TextIO
 
 from ..common.errors import EdgebenchError, ExitCode
 from ..config.inventory import Device
+from ..fleet.lab import hold_place, pool_places
 from ..fleet.protocol import ProtocolError, read_frame
 from ..fleet.shipping import agent_zip, purge, ship
 from ..fleet.transport import Transport, TransportError, make_transport
 from ..results.record import Status
 from .output import default_inventory, fmt, out, table
 
+PROBE_LOCK_TIMEOUT_S = 5.0  # a labgrid device is probed only while its place is free for us to hold
+
+
 def probe_device(device: Device, trust_new_hosts: bool = False) -> dict[str, Any]:
     """Ship the agent and ask it what the device is; failures are a status, never an exception."""
     info: dict[str, Any] = {"name": device.name, "transport": device.transport, "reachable": False, "error": None}
     try:
-        with make_transport(device, trust_new_hosts=trust_new_hosts) as t:
+        with hold_place(device, PROBE_LOCK_TIMEOUT_S) as target, \
+                make_transport(target, trust_new_hosts=trust_new_hosts) as t:
             shipped = ship(t, [agent_zip()])
             result = t.run([device.python, shipped.remote[agent_zip()], "probe", device.runtime], 120)
             info["reachable"] = True
@@ -78,10 +83,17 @@ def cmd_devices(*, inventory: Path | None = None, devices: str | None = None, tr
     selected = inv.select(devices)
     with ThreadPoolExecutor(max(1, len(selected))) as pool:
         infos = list(pool.map(lambda d: probe_device(d, trust_new_hosts), selected))
+    places = pool_places(selected)  # who holds which board, for the devices that are in a labgrid pool
     if as_json:
-        print(json.dumps({"schema_version": 1, "devices": infos}, indent=1), file=out(stream))
+        print(json.dumps({"schema_version": 1, "devices": infos, "labgrid_places": [
+            {"coordinator": c, "name": p.name, "tags": p.tags, "acquired": p.acquired, "reservation": p.reservation,
+             "state": p.state} for c, p in places]}, indent=1), file=out(stream))
     else:
         print(_devices_table(infos, detailed), file=out(stream))
+        if places:
+            print("\nlabgrid places\n" + table([[p.name, " ".join(f"{k}={v}" for k, v in p.tags.items()) or "-",
+                                                  p.state, c or "labgrid default"] for c, p in places],
+                                                ["place", "tags", "state", "coordinator"]), file=out(stream))
     return ExitCode.OK if all(i["status"] == Status.OK for i in infos) else ExitCode.CELL_FAILURES
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import platform
 import subprocess
 import sys
@@ -21,11 +20,12 @@ from ..conversion.recipes import parse_variants
 from ..fleet.jobs import ModelVariant, discover, from_converted, side_by_side
 from ..fleet.runner import measure_all
 from ..gate.budgets import load_budgets
-from ..results.record import Cell, DeviceRecord, Status, p50
+from ..results.record import Cell, DeviceRecord, Status
 from ..results.store import Store, store_path
 from .conclusive import check_can_decide, until_conclusive
 from .convert import convert_validated
 from .output import default_inventory, out, summary_table
+from .progress import progress_for
 from .results import cmd_gate
 from .run_input import checked_variants, resume_run
 
@@ -118,23 +118,24 @@ def cmd_run(suite_path: Path | None = None, *, models: list[Path] | None = None,
     skipped = len(plan.devices) * len(plan.variants) - sum(len(v) for _, v in todo)
     print(f"run {run_id}: {len(plan.devices)} device(s) x {len(plan.variants)} variant(s)"
           + (f", {skipped} cell(s) already measured" if skipped else ""), file=stream)
-    progress = not quiet and not os.environ.get("CI")
+    plan_now = [(d, v) for d, v in todo if v]
+    progress = progress_for({d.name: len(v) for d, v in plan_now}, sys.stderr, quiet)
 
     def on_cell(cell: Cell) -> None:
         db.put_cell(run_id, cell)
-        if progress:
-            median = p50(cell)
-            print(f"  [{cell['device']}] {cell['model']}/{cell['variant']}: {cell['status']}"
-                  + (f" p50 {median:.3f} ms" if median is not None else ""), file=sys.stderr, flush=True)
+        progress.cell(cell)
 
     def on_device(record: DeviceRecord) -> None:
         db.put_device(run_id, record["name"], record)
+        progress.device(record)
 
     try:
-        measure_all([(d, v) for d, v in todo if v], plan.settings, policy, on_cell, on_device)
+        measure_all(plan_now, plan.settings, policy, on_cell, on_device)
     except KeyboardInterrupt:
+        progress.close()
         print(f"\ninterrupted: measured cells are stored; continue with --resume {run_id}", file=sys.stderr)
         return ExitCode.INTERRUPTED
+    progress.close()
     if until_decided:
         until_conclusive(db, run_id, rules, plan.devices, plan.variants, plan.settings, policy, started, max_time_s)
     db.finish_run(run_id)

@@ -15,6 +15,11 @@ Variables are inherited all -> group -> child group -> host. Ansible's own
 ignored so a lab's existing inventory loads as is; any other unknown key is an
 error naming its line. The built-in ``local`` device (this machine) exists
 even when the inventory does not list it.
+
+A device in a labgrid lab names its place (``labgrid_place: rpi-07``) or, as
+a pool slot, asks for any free place with some tags (``labgrid_tags: {board:
+rpi4}``, usually in a group's vars: one slot per host); its SSH address, user
+and port then come from the place's NetworkService (harness.fleet.lab).
 """
 
 from __future__ import annotations
@@ -56,6 +61,9 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "runner": (str,),
     "benchmark_binary": (str,),
     "taskset": (str,),
+    "labgrid_place": (str,),
+    "labgrid_tags": (dict,),
+    "labgrid_coordinator": (str,),
 }
 HOST_KEYS = set(_TYPES) | set(_ANSIBLE)
 
@@ -83,6 +91,10 @@ class Device:
     runner: str = "agent"
     benchmark_binary: str | None = None
     taskset: str | None = None
+    # a labgrid place (by name, or any free place with these tags) held while this device is measured
+    labgrid_place: str | None = None
+    labgrid_tags: dict[str, str] = field(default_factory=dict)
+    labgrid_coordinator: str | None = None  # HOST:PORT; default $LG_COORDINATOR, then labgrid's own default
     source: str = "built-in"
 
     def describe(self) -> dict[str, Any]:
@@ -95,7 +107,12 @@ class Device:
             "runtime": self.runtime,
             "delegate": self.delegate,
             "threads": self.threads,
+            **({"labgrid_place": self.labgrid_place} if self.on_labgrid else {}),
         }
+
+    @property
+    def on_labgrid(self) -> bool:
+        return bool(self.labgrid_place or self.labgrid_tags)
 
 
 def local_device() -> Device:
@@ -154,6 +171,10 @@ def _convert_vars(path: Path, node: YDict, what: str) -> dict[str, Any]:
         if target in ("threads", "port") and isinstance(value, int) and value < 1:
             raise EdgebenchError(f"{key} in {what} must be at least 1, not {value}"
                                  + ("; omit it for the runtime's default" if target == "threads" else ""),
+                                 where=where(path, node, key))
+        if isinstance(value, dict) and target == "labgrid_tags" \
+                and not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+            raise EdgebenchError(f"labgrid_tags in {what} must map tag names to strings (board: rpi4)",
                                  where=where(path, node, key))
         if target == "tags" and not (isinstance(value, list) and all(isinstance(t, str) for t in value)):
             raise EdgebenchError(f"tags in {what} must be a list of strings", where=where(path, node, key))

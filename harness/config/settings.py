@@ -124,3 +124,4 @@ class RunPolicy:
 
     trust_new_hosts: bool = False  # accept and record unknown SSH host keys
     ship_failed: bool = False  # also measure variants that failed host validation
+    lock_timeout_s: float = 300.0  # wait this long for a labgrid place someone else holds; then device_busy

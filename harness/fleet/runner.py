@@ -21,7 +21,8 @@ from ..config.settings import MeasureSettings, RunPolicy
 from ..results.record import DeviceRecord, Status, build_cell
 from .jobs import ModelVariant
 from .ledger import CellCallback, Ledger
-from .measurers import measurer_for
+from .lab import hold_place, interrupt
+from .measurers import Measurer, measurer_for
 from .transport import Transport, TransportError, make_transport
 
 RECONNECT_BACKOFF_S = (1.0, 2.0, 4.0)
@@ -37,11 +38,7 @@ def _default_transport(device: Device, policy: RunPolicy) -> Transport:
 def measure_device(device: Device, variants: list[ModelVariant], settings: MeasureSettings, policy: RunPolicy,
                    on_cell: CellCallback, on_device: DeviceCallback,
                    transport_factory: TransportFactory = _default_transport) -> None:
-    """Measure every variant on one device; every variant ends as exactly one on_cell call.
-
-    Each attempt either settles at least one pending result or uses up one of
-    the bounded reconnects, so the loop always ends.
-    """
+    """Measure every variant on one device; every variant ends as exactly one on_cell call."""
     record: DeviceRecord = {**device.describe(), "status": Status.OK, "error": None, "env": None,  # type: ignore[typeddict-item]
                             "agent_version": None, "bytes_shipped": 0, "files_shipped": 0}
     # A variant that failed on the host is not shipped, unless asked (another runtime may load it).
@@ -52,6 +49,21 @@ def measure_device(device: Device, variants: list[ModelVariant], settings: Measu
             on_cell(build_cell(device.name, mv, mv.status, mv.error))
     ledger = Ledger(device.name, measurable, settings.repeats, on_cell)
     measurer = measurer_for(device, settings, record)
+    try:
+        with hold_place(device, policy.lock_timeout_s) as target:  # a labgrid device: only while its place is held
+            record.update(target.describe())  # type: ignore[typeddict-item]
+            _attempts(target, ledger, measurer, record, policy, transport_factory)
+    except TransportError as exc:  # the place stayed busy, or labgrid did not answer
+        measurer.fail_device(ledger, exc.status, exc.message)
+    except EdgebenchError as exc:
+        measurer.fail_device(ledger, Status.ENVIRONMENT_ERROR, str(exc))
+    on_device(record)
+
+
+def _attempts(device: Device, ledger: Ledger, measurer: Measurer, record: DeviceRecord, policy: RunPolicy,
+              transport_factory: TransportFactory) -> None:
+    """Connect and measure until every cell is settled: each attempt settles at least one pending result
+    or uses up one of the bounded reconnects, so the loop always ends."""
     reconnects = 0
     while ledger.pending:
         transport: Transport | None = None
@@ -76,7 +88,6 @@ def measure_device(device: Device, variants: list[ModelVariant], settings: Measu
         finally:
             if transport is not None:
                 transport.close()
-    on_device(record)
 
 
 T = TypeVar("T")
@@ -94,6 +105,11 @@ def measure_all(plan: list[tuple[Device, list[ModelVariant]]], settings: Measure
     """Every device in parallel; callbacks are serialised so the store sees one writer."""
     lock = threading.Lock()
     with ThreadPoolExecutor(max(1, len(plan))) as pool:
-        for f in [pool.submit(measure_device, d, variants, settings, policy, _serialised(on_cell, lock),
-                              _serialised(on_device, lock), **options) for d, variants in plan]:
-            f.result()
+        futures = [pool.submit(measure_device, d, variants, settings, policy, _serialised(on_cell, lock),
+                               _serialised(on_device, lock), **options) for d, variants in plan]
+        try:
+            for f in futures:
+                f.result()
+        except KeyboardInterrupt:
+            interrupt()  # threads waiting for a labgrid place stop waiting (the pool waits for them)
+            raise

@@ -40,6 +40,8 @@ class Status(str, Enum):
     CONNECTION_LOST = "connection_lost"
     # the runner: the device cannot measure at all (no runtime, no tool, no client on the host)
     ENVIRONMENT_ERROR = "environment_error"
+    # the device's labgrid place stayed acquired by another controller for the whole --lock-timeout
+    DEVICE_BUSY = "device_busy"
     # conversion on the host (manifest variants; their cells are not measured)
     CONVERSION_FAILED = "conversion_failed"
     # `devices setup`
@@ -167,6 +169,7 @@ class DeviceRecord(TypedDict, total=False):
     bytes_shipped: int
     files_shipped: int
     android: dict[str, Any] | None
+    labgrid_place: str  # the place held while measuring (a tag-selected slot's actual place)
 
 
 class RunHeader(TypedDict, total=False):

@@ -1,0 +1,268 @@
+"""Device pools on labgrid: a device is measured only while this controller holds its labgrid place.
+
+Everything goes through labgrid's own client, ``labgrid-client`` (its command line is labgrid's stable
+interface; its Python client is not a public API), one short call per step:
+
+    reserve --shell name=PLACE | TAG=VALUE ...  a reservation: the coordinator's fair queue and tag matching
+    wait TOKEN                                   until a free place is allocated to it (at most --lock-timeout)
+    -p + acquire              (LG_TOKEN=TOKEN)   the lock itself; prints "acquired place NAME"
+    -p NAME env                                  the place's NetworkService: address, username, port
+    -p NAME release-from HOST/USER               frees the place only if this controller holds it
+    cancel-reservation TOKEN                     else the reservation keeps the place allocated for 60 s
+
+Identity: the coordinator tells clients apart by HOST/USER (LG_HOSTNAME, LG_USERNAME), and two CI jobs on
+one runner share both; so every controller acquires as ``USER.eb-NS-PID-START`` (pid namespace, process id
+and its start time). Every release names that identity, so a controller frees only its own lock (the
+coordinator's ReleasePlace does not check who asks unless told ``fromuser``).
+
+Stale locks: an acquisition outlives a controller that was killed. Before reserving, a controller releases
+places held by a controller identity of its own host and pid namespace whose process is gone (and cancels
+that identity's reservations). Any other stale lock is cleared by hand:
+``labgrid-client -p PLACE release-from HOST/USER`` (the holder is printed in the device_busy error and by
+``edgebench devices``).
+
+labgrid-client runs in its own session so that Ctrl-C reaches edgebench only: edgebench then stops waiting
+(``interrupt``), and releases and cancels what it holds.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import yaml
+
+from ..common.errors import EdgebenchError
+from ..config.inventory import Device
+from ..results.record import Status
+from .transport import TransportError
+
+CLIENT_TIMEOUT_S = 60.0
+POLL_S = 0.2
+_IDENTITY = re.compile(r"\.eb-(\d+)-(\d+)-(\d+)$")
+_stop = threading.Event()
+
+
+def interrupt() -> None:
+    """Ctrl-C: every controller thread stops waiting for a place (and releases what it holds)."""
+    _stop.set()
+
+
+def _start_ticks(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _pid_namespace() -> int:
+    try:
+        return os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return 0
+
+
+def controller_identity() -> tuple[str, str]:
+    """(HOST, USER) for labgrid: the user name made unique to this controller process."""
+    user = os.environ.get("LG_USERNAME") or getpass.getuser()
+    host = os.environ.get("LG_HOSTNAME") or socket.gethostname()
+    return host, f"{user}.eb-{_pid_namespace()}-{os.getpid()}-{_start_ticks(os.getpid()) or 0}"
+
+
+def is_stale(holder: str, identity: tuple[str, str]) -> bool:
+    """Whether ``holder`` (HOST/USER) is a controller of this host and pid namespace that no longer runs."""
+    host, _, user = holder.partition("/")
+    found = _IDENTITY.search(user)
+    if host != identity[0] or found is None or int(found.group(1)) != _pid_namespace():
+        return False
+    pid, start = int(found.group(2)), int(found.group(3))
+    return _start_ticks(pid) != start
+
+
+@dataclass
+class Place:
+    name: str
+    tags: dict[str, str] = field(default_factory=dict)
+    acquired: str | None = None  # HOST/USER
+    reservation: str | None = None
+
+    def matches(self, wanted: dict[str, str]) -> bool:
+        return all((self.name if k == "name" else self.tags.get(k)) == v for k, v in wanted.items())
+
+    @property
+    def state(self) -> str:
+        if self.acquired:
+            return f"acquired by {self.acquired}"
+        return f"reserved ({self.reservation})" if self.reservation else "free"
+
+
+def parse_places(text: str) -> list[Place]:
+    """The places in ``labgrid-client -v places`` output."""
+    places: list[Place] = []
+    for line in text.splitlines():
+        head = re.fullmatch(r"Place '(.+)':", line)
+        if head:
+            places.append(Place(head.group(1)))
+        elif places and line.startswith("  ") and not line.startswith("    "):
+            key, _, value = line.strip().partition(": ")
+            if key == "tags":
+                places[-1].tags = dict(t.split("=", 1) for t in value.split(", ") if "=" in t)
+            elif key == "acquired" and value != "None":
+                places[-1].acquired = value
+            elif key == "reservation":
+                places[-1].reservation = value
+    return places
+
+
+def labgrid_client() -> str:
+    beside = Path(sys.executable).parent / "labgrid-client"  # a venv's tools, also when it is not activated
+    found = str(beside) if beside.exists() else shutil.which("labgrid-client")
+    if found is None:
+        raise EdgebenchError("labgrid-client not found: install labgrid (pip install 'edgebench[lab]')",
+                             where="labgrid")
+    return found
+
+
+@dataclass
+class Client:
+    """labgrid-client calls as one controller identity, against one coordinator."""
+
+    coordinator: str | None
+    identity: tuple[str, str]
+
+    @property
+    def who(self) -> str:
+        return "/".join(self.identity)
+
+    def _argv(self, args: tuple[str, ...]) -> list[str]:
+        return [labgrid_client(), *(["-x", self.coordinator] if self.coordinator else []), *args]
+
+    def _env(self, token: str | None) -> dict[str, str]:
+        env = dict(os.environ, LG_HOSTNAME=self.identity[0], LG_USERNAME=self.identity[1], PYTHONUNBUFFERED="1")
+        if token:
+            env["LG_TOKEN"] = token
+        return env
+
+    def call(self, *args: str, token: str | None = None, check: bool = True) -> str:
+        try:
+            done = subprocess.run(self._argv(args), capture_output=True, text=True, env=self._env(token),
+                                  timeout=CLIENT_TIMEOUT_S, start_new_session=True)
+        except subprocess.TimeoutExpired:
+            raise TransportError(Status.UNREACHABLE, f"labgrid-client {args[-1]} got no answer from the "
+                                                     f"coordinator {self.coordinator or '(default)'}") from None
+        if check and done.returncode != 0:
+            status = Status.UNREACHABLE if "connect" in done.stderr.lower() else Status.ENVIRONMENT_ERROR
+            raise TransportError(status, f"labgrid-client {' '.join(args)}: "
+                                         f"{(done.stderr.strip() or done.stdout.strip())[-300:]}")
+        return done.stdout
+
+    def places(self) -> list[Place]:
+        return parse_places(self.call("-v", "places"))
+
+    def wait(self, token: str, timeout_s: float) -> bool:
+        """Whether the reservation got a place within ``timeout_s`` (False also when interrupted)."""
+        proc = subprocess.Popen(self._argv(("wait", token)), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                text=True, env=self._env(None), start_new_session=True)
+        deadline = time.monotonic() + timeout_s
+        try:
+            while proc.poll() is None and time.monotonic() < deadline and not _stop.is_set():
+                time.sleep(POLL_S)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            _, err = proc.communicate()
+        if proc.returncode not in (0, -9):
+            raise TransportError(Status.ENVIRONMENT_ERROR, f"labgrid-client wait {token}: {err.strip()[-300:]}")
+        return proc.returncode == 0
+
+    def release(self, place: str, holder: str | None = None) -> None:
+        """Free ``place`` only if ``holder`` (default: this controller) holds it."""
+        self.call("-p", place, "release-from", holder or self.who, check=False)
+
+    def clear_stale(self, places: list[Place]) -> None:
+        """Release these places when a dead controller of this host holds them, and cancel its reservations."""
+        stale = {p.acquired: p.name for p in places if p.acquired and is_stale(p.acquired, self.identity)}
+        for holder, place in stale.items():
+            self.release(place, holder)
+        owner = None
+        for line in self.call("reservations").splitlines() if stale else []:
+            key, _, value = line.strip().partition(": ")
+            owner = value if key == "owner" else owner
+            if key == "token" and owner in stale:
+                self.call("cancel-reservation", value, check=False)
+
+
+def pool_places(devices: list[Device]) -> list[tuple[str | None, Place]]:
+    """Every place of the coordinators these devices use: (coordinator, place)."""
+    coordinators = dict.fromkeys(d.labgrid_coordinator or os.environ.get("LG_COORDINATOR")
+                                 for d in devices if d.on_labgrid)
+    return [(c, p) for c in coordinators for p in Client(c, controller_identity()).places()]
+
+
+def _filters(device: Device) -> dict[str, str]:
+    return {"name": device.labgrid_place} if device.labgrid_place else dict(device.labgrid_tags)
+
+
+def _network_service(client: Client, place: str) -> dict[str, object]:
+    env = yaml.safe_load(client.call("-p", place, "env")) or {}
+    for resource in (env.get("targets", {}).get(place) or {}).get("resources") or []:
+        if isinstance(resource, dict) and isinstance(resource.get("NetworkService"), dict):
+            return dict(resource["NetworkService"])
+    raise TransportError(Status.ENVIRONMENT_ERROR, f"labgrid place {place} has no NetworkService resource "
+                                                   f"(add-match EXPORTER/GROUP/NetworkService)")
+
+
+def _busy(client: Client, wanted: dict[str, str], waited: float) -> TransportError:
+    places = [p for p in client.places() if p.matches(wanted)]
+    what = " ".join(f"{k}={v}" for k, v in wanted.items())
+    held = "; ".join(f"{p.name} {p.state}" for p in places) or "no such place"
+    return TransportError(Status.DEVICE_BUSY, f"no labgrid place {what} became free in {waited:g} s "
+                                              f"(--lock-timeout): {held}")
+
+
+@contextmanager
+def hold_place(device: Device, lock_timeout_s: float) -> Iterator[Device]:
+    """The device to measure, with the place's SSH address, while this controller holds the place.
+
+    Raises TransportError: device_busy when no place became free in time, unreachable when the
+    coordinator does not answer. The place is released and the reservation cancelled however the
+    block ends.
+    """
+    if not device.on_labgrid:
+        yield device
+        return
+    client = Client(device.labgrid_coordinator or os.environ.get("LG_COORDINATOR"), controller_identity())
+    wanted = _filters(device)
+    places = [p for p in client.places() if p.matches(wanted)]
+    if not places:
+        raise TransportError(Status.ENVIRONMENT_ERROR, "no labgrid place " + " ".join(f"{k}={v}" for k, v in
+                                                                                   wanted.items()))
+    client.clear_stale(places)
+    token = client.call("reserve", "--shell", *(f"{k}={v}" for k, v in wanted.items())).split("=", 1)[-1].strip()
+    place: str | None = device.labgrid_place
+    try:
+        if not client.wait(token, lock_timeout_s):
+            if _stop.is_set():
+                raise KeyboardInterrupt
+            raise _busy(client, wanted, lock_timeout_s)
+        place = client.call("-p", "+", "acquire", token=token).strip().rsplit(" ", 1)[-1]
+        service = _network_service(client, place)
+        port = service.get("port")
+        yield replace(device, transport="ssh", host=str(service["address"]), labgrid_place=place,
+                      user=str(service.get("username") or device.user or "") or None,
+                      port=port if isinstance(port, int) and port > 0 else device.port)
+    finally:
+        if place is not None:
+            client.release(place)
+        client.call("cancel-reservation", token, check=False)

@@ -1,0 +1,188 @@
+"""Device pools on a real labgrid lab (tests.support.labgrid_lab): a real coordinator and exporter on
+loopback whose NetworkService resources are real sshd servers; `edgebench run` holds a place while it
+measures through labgrid-client. The devices run the sleep stand-in runtime (tests.support.sleep_runtime),
+so the device side costs this machine almost nothing and every invoke's time is logged.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.fleet.lab import Place, controller_identity, is_stale, parse_places
+from tests.support.cli import run_cli
+from tests.support.labgrid_lab import LabgridLab, labgrid_lab  # noqa: F401  (fixture)
+from tests.support.sleep_runtime import sleepy_python, stand_in_model
+from tests.support.sshd import SSHServer
+
+ROOT = Path(__file__).resolve().parent.parent
+RUN = ("--runs", "10", "--min-seconds", "0", "--warmup", "1", "-q")
+
+
+def _inventory(path: Path, server: SSHServer, python: Path, hosts: dict[str, str]) -> Path:
+    """Hosts (name -> the labgrid line that places it) sharing one client key and one stand-in python."""
+    lines = ["all:", "  vars:", f"    ansible_ssh_private_key_file: {server.client_key_path}",
+             f"    ansible_python_interpreter: {python}", "    runtime: tensorflow", "  hosts:"]
+    lines += [f"    {name}: {{{spec}}}" for name, spec in hosts.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _trust(home: Path, servers: list[SSHServer]) -> None:
+    (home / ".ssh" / "known_hosts").write_text("".join(s.known_hosts_line + "\n" for s in servers))
+
+
+def _export(store: Path) -> dict[str, Any]:
+    result = run_cli("export", "--store", store)
+    assert result.code == 0, result.err
+    return json.loads(result.out)
+
+
+def _edgebench(*args: object) -> subprocess.Popen[str]:
+    """`edgebench` as its own process: a controller of its own, as on another CI job."""
+    return subprocess.Popen([sys.executable, "-m", "harness", *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+
+
+@pytest.fixture()
+def pool(labgrid_lab: LabgridLab, sshd_servers: Callable[..., list[SSHServer]], ssh_home: Path,
+         tmp_path: Path) -> tuple[LabgridLab, list[SSHServer], Path, Path]:
+    """Two boards (sshd servers) exported as rpi-1 and rpi-2, tagged board=rpi4: (lab, servers, model, invoke log)."""
+    servers = sshd_servers(2, log_level="INFO")
+    _trust(ssh_home, servers)
+    labgrid_lab.export({"board-1": servers[0], "board-2": servers[1]})
+    labgrid_lab.place("rpi-1", "board-1", board="rpi4")
+    labgrid_lab.place("rpi-2", "board-2", board="rpi4")
+    return labgrid_lab, servers, stand_in_model(tmp_path / "m.tflite"), tmp_path / "invokes.log"
+
+
+def _intervals(log: Path) -> list[tuple[float, float]]:
+    """[first invoke start, last invoke end] of every measuring process, in time order."""
+    spans: dict[str, list[float]] = {}
+    for line in log.read_text().splitlines():
+        pid, start, end = line.split()
+        span = spans.setdefault(pid, [float(start), float(end)])
+        span[0], span[1] = min(span[0], float(start)), max(span[1], float(end))
+    return sorted((a, b) for a, b in spans.values())
+
+
+def test_two_controllers_on_one_place_are_serialised(pool: tuple[LabgridLab, list[SSHServer], Path, Path],
+                                                      tmp_path: Path) -> None:
+    lab, servers, model, log = pool
+    inv = _inventory(tmp_path / "inv.yaml", servers[0], sleepy_python(tmp_path / "rt", 100, log),
+                     {"board": "labgrid_place: rpi-1"})
+    runs = [_edgebench("run", "--models", model, "--inventory", inv, "--store", tmp_path / f"{n}.sqlite", *RUN)
+            for n in ("a", "b")]
+    for proc in runs:
+        out, err = proc.communicate(timeout=180)
+        assert proc.returncode == 0, out + err
+    for n in ("a", "b"):
+        export = _export(tmp_path / f"{n}.sqlite")
+        assert [c["status"] for c in export["results"]] == ["ok"]
+        assert export["devices"][0]["labgrid_place"] == "rpi-1"
+        assert export["devices"][0]["host"] == "127.0.0.1"  # from the place's NetworkService
+    spans = _intervals(log)
+    assert len(spans) == 2, spans  # one measuring process per controller (11 invokes of 100 ms each)
+    (_, first_end), (second_start, _) = spans
+    assert first_end <= second_start, f"the two controllers measured the board at the same time: {spans}"
+    assert lab.holder("rpi-1") is None  # both released
+
+
+def test_a_busy_place_times_out_as_device_busy_naming_its_holder_and_keeps_its_lock(
+        pool: tuple[LabgridLab, list[SSHServer], Path, Path], tmp_path: Path) -> None:
+    lab, servers, model, log = pool
+    lab.client("-p", "rpi-1", "acquire", user="alice")
+    inv = _inventory(tmp_path / "inv.yaml", servers[0], sleepy_python(tmp_path / "rt", 1, log),
+                     {"board": "labgrid_place: rpi-1"})
+    t0 = time.monotonic()
+    result = run_cli("run", "--models", model, "--inventory", inv, "--store", tmp_path / "s.sqlite",
+                     "--lock-timeout", "3s", *RUN)
+    waited = time.monotonic() - t0
+    assert result.code == 3, result.err
+    cell, = _export(tmp_path / "s.sqlite")["results"]
+    assert cell["status"] == "device_busy"
+    assert "rpi-1 acquired by testhost/alice" in cell["error"] and "--lock-timeout" in cell["error"]
+    assert 3 <= waited < 30
+    assert not log.exists()  # nothing ran on the board
+    assert lab.holder("rpi-1") == "testhost/alice"  # edgebench released only its own lock, not alice's
+
+
+def test_tag_selection_picks_the_free_place(pool: tuple[LabgridLab, list[SSHServer], Path, Path],
+                                             tmp_path: Path) -> None:
+    lab, servers, model, log = pool
+    lab.client("-p", "rpi-1", "acquire", user="alice")
+    inv = _inventory(tmp_path / "inv.yaml", servers[0], sleepy_python(tmp_path / "rt", 1, log),
+                     {"any-pi": "labgrid_tags: {board: rpi4}"})
+    result = run_cli("run", "--models", model, "--inventory", inv, "--store", tmp_path / "s.sqlite",
+                     "--lock-timeout", "20s", *RUN)
+    assert result.code == 0, result.err
+    export = _export(tmp_path / "s.sqlite")
+    assert [c["status"] for c in export["results"]] == ["ok"]
+    device, = export["devices"]
+    assert device["name"] == "any-pi" and device["labgrid_place"] == "rpi-2"
+    assert lab.holder("rpi-1") == "testhost/alice" and lab.holder("rpi-2") is None
+
+
+def test_a_killed_controller_does_not_leave_the_place_locked_for_ever(
+        pool: tuple[LabgridLab, list[SSHServer], Path, Path], tmp_path: Path) -> None:
+    lab, servers, model, log = pool
+    inv = _inventory(tmp_path / "inv.yaml", servers[0], sleepy_python(tmp_path / "rt", 200, log),
+                     {"board": "labgrid_place: rpi-1"})
+    doomed = _edgebench("run", "--models", model, "--inventory", inv, "--store", tmp_path / "a.sqlite",
+                        "--runs", "1000", "--min-seconds", "0", "-q")
+    deadline = time.monotonic() + 60
+    while not (log.exists() and log.read_text()):  # measuring: the place is held
+        assert doomed.poll() is None, doomed.communicate()
+        assert time.monotonic() < deadline, "the controller never started measuring"
+        time.sleep(0.1)
+    holder = lab.holder("rpi-1")
+    assert holder is not None and ".eb-" in holder  # the controller's own identity
+    doomed.send_signal(signal.SIGKILL)
+    doomed.communicate()
+    assert lab.holder("rpi-1") == holder  # labgrid keeps a dead client's lock...
+
+    result = run_cli("run", "--models", model, "--inventory", inv, "--store", tmp_path / "b.sqlite",
+                     "--lock-timeout", "20s", *RUN)  # ...until the next controller on this host clears it
+    assert result.code == 0, result.err
+    assert [c["status"] for c in _export(tmp_path / "b.sqlite")["results"]] == ["ok"]
+    assert lab.holder("rpi-1") is None
+
+
+def test_devices_lists_labgrid_places_with_who_holds_them(pool: tuple[LabgridLab, list[SSHServer], Path, Path],
+                                                          tmp_path: Path) -> None:
+    lab, servers, _, log = pool
+    lab.client("-p", "rpi-1", "acquire", user="alice")
+    inv = _inventory(tmp_path / "inv.yaml", servers[0], sleepy_python(tmp_path / "rt", 1, log),
+                     {"board": "labgrid_place: rpi-1", "spare": "labgrid_place: rpi-2"})
+    result = run_cli("devices", "--inventory", inv, "--json")
+    listing = json.loads(result.out)
+    places = {p["name"]: p for p in listing["labgrid_places"]}
+    assert places["rpi-1"]["acquired"] == "testhost/alice" and places["rpi-2"]["acquired"] is None
+    assert places["rpi-2"]["tags"] == {"board": "rpi4"}
+    devices = {d["name"]: d for d in listing["devices"]}
+    assert devices["board"]["status"] == "device_busy" and "testhost/alice" in devices["board"]["error"]
+    assert devices["spare"]["status"] == "ok"  # probed while edgebench held rpi-2
+    text = run_cli("devices", "--inventory", inv).out
+    assert "rpi-1" in text and "acquired by testhost/alice" in text and "free" in text
+    assert lab.holder("rpi-2") is None
+
+
+def test_only_dead_controllers_of_this_host_and_pid_namespace_count_as_stale() -> None:
+    host, user = controller_identity()
+    assert is_stale(f"{host}/{user}", (host, user)) is False  # this very process
+    dead = user.rsplit("-", 2)[0] + "-999999999-1"
+    assert is_stale(f"{host}/{dead}", (host, user)) is True
+    assert is_stale(f"other-host/{dead}", (host, user)) is False  # another machine's controller: never
+    assert is_stale(f"{host}/alice", (host, user)) is False  # a person, not an edgebench controller
+    places = parse_places("Place 'p':\n  tags: board=rpi4, lab=b2\n  matches:\n    e/g/NetworkService\n"
+                          "  acquired: h/u\n  acquired resources:\n    e/g/NetworkService/NetworkService\n")
+    assert places == [Place("p", {"board": "rpi4", "lab": "b2"}, "h/u")]
