@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TextIO
@@ -163,9 +164,9 @@ def cmd_doctor(model: Path, *, variant: str | None = None, calibration: Path | N
     eval_inputs, labels = split_labels(eval_data, target) if eval_data else (None, None)
     conv = {"calibration": calibration, "eval_data": eval_inputs, "custom_objects": custom_objects}
     first = list(dict.fromkeys(ALWAYS + [variant or "dynamic"]))
-    pool = Pool(1)  # its TensorFlow import overlaps the first conversion
+    pool = Pool(max(1, min(2, os.cpu_count() or 1)))  # TensorFlow imported once per process, for every step
     try:
-        manifest = convert_validated(model, converted, variants=first, name=model.stem, **conv)
+        manifest = convert_validated(model, converted, variants=first, name=model.stem, pool=pool, **conv)
         chosen = variant or _least_accurate(manifest)
         prep = prepared_dir(model, **conv)
         inputs = _inputs_used(manifest, prep, eval_inputs is not None)
@@ -173,7 +174,7 @@ def cmd_doctor(model: Path, *, variant: str | None = None, calibration: Path | N
                               {"inputs": inputs, "model": model, "custom_objects": custom_objects})
         recipes = keep_float_recipes(localised, rank_layers(localised))
         manifest = convert_validated(model, converted, variants=first + list(recipes), recipes=recipes,
-                                     name=model.stem, **conv)
+                                     name=model.stem, pool=pool, **conv)
         top1 = _evaluate(pool, converted, manifest, labels) if labels else {}
     finally:
         pool.close()
