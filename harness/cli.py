@@ -70,6 +70,28 @@ def _convert(a: Args) -> int:
                                 image_range=a.image_range)
 
 
+def _doctor_args(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("model", type=Path)
+    sp.add_argument("--variant", choices=["int8", "int16x8", "dynamic"],
+                    help="the variant to diagnose (default: the least accurate of them)")
+    sp.add_argument("--calibration", type=Path, help="as for convert (default: random, flagged loudly)")
+    sp.add_argument("--eval-data", type=Path,
+                    help=".npz with inputs (x, or one array per input name) and integer labels y for top-1")
+    sp.add_argument("--custom-objects", type=Path, help="Python file defining the model's custom layers")
+    _devices(sp)
+    _measure_flags(sp)
+    _store(sp)
+    sp.add_argument("-o", "--out", dest="out_dir", type=Path, help="output directory (default MODEL_doctor)")
+
+
+def _doctor(a: Args) -> int:
+    measure = {f.name: getattr(a, f.name) for f in fields(MeasureSettings) if hasattr(a, f.name)}
+    return commands.cmd_doctor(a.model, variant=a.variant, calibration=a.calibration, eval_data=a.eval_data,
+                               custom_objects=a.custom_objects, out_dir=a.out_dir, devices=a.devices,
+                               inventory=a.inventory, store=a.store, measure=measure,
+                               policy=RunPolicy(trust_new_hosts=a.trust_new_hosts))
+
+
 def _devices_args(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("action", nargs="?", choices=["list", "check", "setup", "purge"], default="list",
                     help="list: probe each device; check: also host key, numpy, disk, temperature, throttling; "
@@ -204,6 +226,7 @@ COMMANDS: dict[str, Command] = {
     "report": ("write a self-contained HTML report", _report_args, _report),
     "gate": ("check a run against latency budgets (exit 1 when one is broken)", _gate_args, _gate),
     "export": ("print a run as JSON", _export_args, _export),
+    "doctor": ("find the layers quantization hurts, build fixes, measure them", _doctor_args, _doctor),
     "store": ("copy history between stores (SQLite, PostgreSQL), idempotently", _store_cmd_args, _store_cmd),
     "demo": ("convert the bundled model, benchmark it here, write reports/demo.html", _demo_args, _demo),
 }

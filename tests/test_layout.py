@@ -24,6 +24,7 @@ ALLOWED = {
     "fleet": BASE | {"config", "conversion", "fleet"},
     "gate": BASE | {"config", "gate"},
     "report": BASE | {"gate", "report"},
+    "doctor": BASE | {"config", "conversion", "gate", "report", "doctor"},  # beside the commands: uses the stages
 }
 MAX_MODULE_LINES = 450
 MAX_FUNCTION_LINES = 60

@@ -144,7 +144,8 @@ def _same_io(path: Path, info: dict[str, Any]) -> bool:
             and sorted(t.name for t in tflite.outputs) == sorted(o["name"] for o in info["outputs"]))
 
 
-def _convert_all(job: _Job, names: list[str], jobs: int | None) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+def _convert_all(job: _Job, names: list[str], jobs: int | None,
+                 shared: Pool | None = None) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     """Prepare (unless cached) and convert every variant; (prepare.json, result per variant).
 
     Warm path: everything cached, no TensorFlow at all. Cold path: all workers start importing
@@ -154,7 +155,7 @@ def _convert_all(job: _Job, names: list[str], jobs: int | None) -> tuple[dict[st
     todo = [v for v in names if not job.cached(v).exists()]
     needs_prepare = not (job.prep / "prepare.json").exists()
     size = max(1, min(jobs or os.cpu_count() or 1, max(len(todo), 1))) if (todo or needs_prepare) else 0
-    pool = Pool(size) if size else None
+    pool = shared or (Pool(size) if size else None)  # a caller's pool has TensorFlow imported already
     results: dict[str, dict[str, Any]] = {}
     try:
         with ThreadPoolExecutor(max(1, size)) as threads:
@@ -183,7 +184,7 @@ def _convert_all(job: _Job, names: list[str], jobs: int | None) -> tuple[dict[st
                     job.cached(v).unlink(missing_ok=True)  # judged by the same path as every other variant
                     results[v] = _convert_one(pool, job, v)
     finally:
-        if pool is not None:
+        if pool is not None and pool is not shared:
             pool.close()
     return info, results
 
@@ -205,16 +206,9 @@ def _entry(job: _Job, variant: str, result: dict[str, Any], info: dict[str, Any]
             "diagnostics": {**failure, "converter_error": str(result.get("error"))[-4000:]}}
 
 
-def convert(source: Path, out_dir: Path, *, variants: list[str] | None = None, calibration: Path | None = None,
-            eval_data: Path | None = None, custom_objects: Path | None = None, recipes: dict[str, Any] | None = None,
-            jobs: int | None = None, name: str | None = None,
-            image_range: tuple[float, float] = (-1.0, 1.0)) -> dict[str, Any]:
-    """Convert ``source`` into variants under ``out_dir``; returns the manifest (also written there)."""
-    _check_inputs(source, {"calibration data": calibration, "evaluation data": eval_data,
-                           "custom objects": custom_objects})
-    names = parse_variants(variants, recipes)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    digest = _digest_source(source)
+def _job(source: Path, out_dir: Path, calibration: Path | None, eval_data: Path | None, custom_objects: Path | None,
+         recipes: dict[str, Any] | None, image_range: tuple[float, float]) -> _Job:
+    """The conversion's options and where its prepared inputs are cached (keyed by content)."""
     options: dict[str, Any] = {
         "calibration": str(calibration.resolve()) if calibration else None,
         "calibration_sha": _digest_source(calibration) if calibration else None,
@@ -224,14 +218,36 @@ def convert(source: Path, out_dir: Path, *, variants: list[str] | None = None, c
         "custom_objects": str(custom_objects.resolve()) if custom_objects else None,
         "custom_objects_sha": sha256_file(custom_objects) if custom_objects else None,
     }
-    prep_key = [digest, _tf_version(), options["calibration_sha"], options["eval_sha"], options["custom_objects_sha"],
-                options["image_range"]]
-    job = _Job(source, out_dir, options, recipes or {}, _cache_root() / f"prepare-{_key(*prep_key)}")
+    prep_key = [_digest_source(source), _tf_version(), options["calibration_sha"], options["eval_sha"],
+                options["custom_objects_sha"], options["image_range"]]
+    return _Job(source, out_dir, options, recipes or {}, _cache_root() / f"prepare-{_key(*prep_key)}")
+
+
+def prepared_dir(source: Path, *, calibration: Path | None = None, eval_data: Path | None = None,
+                 custom_objects: Path | None = None, image_range: tuple[float, float] = (-1.0, 1.0)) -> Path:
+    """Where `convert` with these options keeps the prepared SavedModel, calibration and evaluation inputs."""
+    return _job(source, Path(), calibration, eval_data, custom_objects, None, image_range).prep
+
+
+def convert(source: Path, out_dir: Path, *, variants: list[str] | None = None, calibration: Path | None = None,
+            eval_data: Path | None = None, custom_objects: Path | None = None, recipes: dict[str, Any] | None = None,
+            jobs: int | None = None, name: str | None = None,
+            image_range: tuple[float, float] = (-1.0, 1.0), pool: Pool | None = None) -> dict[str, Any]:
+    """Convert ``source`` into variants under ``out_dir``; returns the manifest (also written there).
+
+    ``pool``: converter processes to use (and leave open) instead of starting new ones.
+    """
+    _check_inputs(source, {"calibration data": calibration, "evaluation data": eval_data,
+                           "custom objects": custom_objects})
+    names = parse_variants(variants, recipes)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    job = _job(source, out_dir, calibration, eval_data, custom_objects, recipes, image_range)
+    digest = _digest_source(source)
     wants_edgetpu = EDGETPU in names
     names = [v for v in names if v != EDGETPU]
     if wants_edgetpu and "int8" not in names:
         names.append("int8")  # the Edge TPU compiles the full-integer variant
-    info, results = _convert_all(job, names, jobs)
+    info, results = _convert_all(job, names, jobs, pool)
     entries = {variant: _entry(job, variant, results[variant], info) for variant in names}
     if wants_edgetpu:
         entries[EDGETPU] = _edgetpu_entry(entries["int8"], out_dir)

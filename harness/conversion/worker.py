@@ -11,6 +11,9 @@ A worker (python -m harness.conversion.worker) reads steps as JSON lists on stdi
         convert the SavedModel into one variant
     ["keras_variant", SOURCE.keras, VARIANT, OUT.tflite, OPTIONS_JSON]
         an uncalibrated variant straight from the Keras file, in parallel with "prepare"
+    ["doctor_localise", WORKDIR, OPTIONS_JSON] / ["doctor_evaluate", OPTIONS_JSON]
+        the quantization doctor's steps (harness.conversion.quant_debug)
+A recipe with ``float_nodes`` re-quantizes the model calibrated once per WORKDIR, those op outputs in float.
 and answers each with one JSON line. A worker that dies fails only the step it
 was running; the parent starts a fresh one for the next.
 """
@@ -244,13 +247,35 @@ def _configure(converter: Any, variant: str, recipe: dict[str, Any], calibration
         converter.allow_custom_ops = True
 
 
+def calibrated(work: Path) -> bytes:
+    """The float model with calibration statistics, made once per prepared model: candidates re-quantize it."""
+    path = work / "calibrated.tflite"
+    if not path.exists():
+        import tensorflow as tf
+
+        info = json.loads((work / "prepare.json").read_text())
+        converter = tf.lite.TFLiteConverter.from_saved_model(str(work / info["saved_model"]))
+        _configure(converter, "int8", {}, work / "calibration.npz")
+        converter._experimental_calibrate_only = True  # what QuantizationDebugger does to calibrate once
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_bytes(converter.convert())
+        tmp.replace(path)
+    return path.read_bytes()
+
+
 def convert_variant(work: str, variant: str, out: str, options: dict[str, Any]) -> dict[str, Any]:
     """One variant from the prepared SavedModel."""
     import tensorflow as tf
 
     info = json.loads((Path(work) / "prepare.json").read_text())
-    converter = tf.lite.TFLiteConverter.from_saved_model(str(Path(work) / info["saved_model"]))
     recipe = dict(options.get("recipe") or {})
+    if "float_nodes" in recipe:
+        from .quant_debug import requantize
+
+        data = requantize(calibrated(Path(work)), recipe)
+        Path(out).write_bytes(data)
+        return {"bytes": len(data)}
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(Path(work) / info["saved_model"]))
     _configure(converter, recipe.get("base", variant), recipe, Path(work) / "calibration.npz")
     data = converter.convert()
     Path(out).write_bytes(data)
@@ -281,6 +306,11 @@ def run_step(args: list[str]) -> dict[str, Any]:
             result = convert_variant(args[1], args[2], args[3], json.loads(args[4]))
         elif step == "keras_variant":
             result = convert_from_keras(args[1], args[2], args[3], json.loads(args[4]))
+        elif step in ("doctor_localise", "doctor_evaluate"):
+            from . import quant_debug
+
+            result = (quant_debug.localise(calibrated(Path(args[1])), json.loads(args[2]))
+                      if step == "doctor_localise" else quant_debug.evaluate(json.loads(args[1])))
         else:
             raise ValueError(f"unknown step {step!r}")
     except Exception as exc:  # reported to the parent as this step's failure

@@ -1,0 +1,99 @@
+"""From per-tensor errors to Keras layers, and from the worst layers to the ops a candidate keeps in float.
+
+TFLite names an op's output tensor after the TensorFlow ops fused into it, ';'-separated, each a path
+like ``functional_1/hostile_1/BiasAdd`` (Keras 3 export adds ``_1`` to the scope) or ``model/hostile/BiasAdd``
+(Keras 2): the second component is the Keras layer. Outputs the converter renamed
+(``StatefulPartitionedCall_1:0``) keep their tensor name and are marked ``keras: false``.
+
+Quantization error lives on tensors: a crushed tensor (one outlier channel stretching its scale) hurts
+through the op that consumes it. So a candidate keeps the worst layers *and the layers consuming their
+outputs* in float: the ops on both sides of the bad tensors, whole Keras layers where the converter split one.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any
+
+# How each localisation method ranks: (metric, True when higher is worse).
+RANKED_BY: dict[str, tuple[str, bool]] = {"debugger": ("channel_snr_db", False), "compare": ("snr_drop_db", True)}
+KEEP_FLOAT_COUNTS = (1, 2, 4)
+
+
+def keras_layer(tensor: str, known: Iterable[str]) -> tuple[str, bool]:
+    """(Keras layer name, whether it is one) of a TFLite tensor name."""
+    names = set(known)
+    for piece in tensor.split(";"):
+        parts = piece.split("/")
+        if len(parts) < 3:
+            continue
+        scope = parts[1]
+        stripped = re.sub(r"_\d+$", "", scope)
+        if scope in names:
+            return scope, True
+        if stripped in names:
+            return stripped, True
+        if not names:
+            return scope, True  # a SavedModel: no layer list to check the scope against
+    return tensor, False
+
+
+def _sort_key(method: str) -> Any:
+    metric, higher_is_worse = RANKED_BY[method]
+
+    def key(entry: dict[str, Any]) -> float:
+        value = entry["metrics"].get(metric)
+        if value is None:
+            return float("inf")
+        return -value if higher_is_worse else value
+    return key
+
+
+def rank_layers(localised: dict[str, Any]) -> list[dict[str, Any]]:
+    """Keras layers, worst first; each with its worst tensor, that tensor's op and metrics, and all its op types."""
+    known = localised.get("layer_names") or []
+    key = _sort_key(localised["method"])
+    ops_of: dict[str, set[str]] = {}
+    for op in localised["graph"]:
+        for tensor in op["outputs"]:
+            ops_of.setdefault(keras_layer(tensor, known)[0], set()).add(op["op"])
+    worst: dict[str, dict[str, Any]] = {}
+    for entry in localised["tensors"]:
+        name, is_keras = keras_layer(entry["tensor"], known)
+        if name not in worst or key(entry) < key(worst[name]):
+            worst[name] = {"name": name, "keras": is_keras, "op": entry["op"], "tensor": entry["tensor"],
+                           "metrics": entry["metrics"]}
+    ranked = sorted(worst.values(), key=key)
+    for entry in ranked:
+        entry["ops"] = sorted(ops_of.get(entry["name"], {entry["op"]}))
+    return ranked
+
+
+def _consumers(graph: list[dict[str, Any]], layers: set[str], known: list[str]) -> set[str]:
+    """The layers whose ops read a tensor that an op of ``layers`` writes."""
+    written = {t for op in graph for t in op["outputs"] if keras_layer(t, known)[0] in layers}
+    return {keras_layer(op["outputs"][0], known)[0] for op in graph
+            if op["outputs"] and written.intersection(op["inputs"])}
+
+
+def keep_float_recipes(localised: dict[str, Any], ranked: list[dict[str, Any]], base: str = "int8",
+                       counts: tuple[int, ...] = KEEP_FLOAT_COUNTS) -> dict[str, dict[str, Any]]:
+    """Conversion recipes keeping the worst k layers (and their consumers) in float, one per distinct set."""
+    known = localised.get("layer_names") or []
+    graph = localised["graph"]
+    recipes: dict[str, dict[str, Any]] = {}
+    seen: set[frozenset[str]] = set()
+    for k in counts:
+        if k > len(ranked):
+            break
+        worst = {entry["name"] for entry in ranked[:k]}
+        keep = worst | _consumers(graph, worst, known)
+        nodes = [t for op in graph for t in op["outputs"] if keras_layer(t, known)[0] in keep]
+        if not nodes or frozenset(keep) in seen:
+            continue
+        seen.add(frozenset(keep))
+        order = [e["name"] for e in ranked]
+        recipes[f"{base}_float{k}"] = {"base": base, "float_nodes": nodes, "worst": k,
+                                       "keeps_float": sorted(keep, key=lambda n: order.index(n) if n in order else 10**6)}
+    return recipes

@@ -1,0 +1,127 @@
+"""The quantization doctor on a model built to defeat per-tensor int8: real TensorFlow, real agent runs."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harness.commands.doctor import cmd_doctor, split_labels
+from harness.common.errors import EdgebenchError, ExitCode
+from harness.doctor.front import mark_front
+from harness.doctor.layers import keras_layer, keep_float_recipes, rank_layers
+from harness.fleet.jobs import from_converted
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICK = {"runs": 5, "warmup": 1, "min_seconds": 0.0, "warmup_seconds": 0.0, "max_runs": 5}
+
+
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    out = tmp_path_factory.mktemp("hostile")
+    for name, args in (("keras3", ["hostile.keras"]), ("keras2", ["hostile.h5", "keras2"])):
+        (out / name).mkdir()
+        subprocess.run([sys.executable, "-m", "tests.support.hostile_model", str(out / name / args[0]), *args[1:]],
+                       check=True, cwd=ROOT, capture_output=True, timeout=300)
+    return {"keras3": out / "keras3" / "hostile.keras", "keras2": out / "keras2" / "hostile.h5"}
+
+
+def _doctor(model: Path, out: Path, **options: object) -> tuple[int, dict, str]:
+    stream = io.StringIO()
+    data = model.with_name("hostile")
+    code = cmd_doctor(model, calibration=Path(f"{data}_calibration.npy"), eval_data=Path(f"{data}_eval.npz"),
+                      out_dir=out, stream=stream, **options)  # type: ignore[arg-type]
+    return code, json.loads((out / "doctor.json").read_text()), stream.getvalue()
+
+
+@pytest.mark.parametrize("saved_by", ["keras3", "keras2"])
+def test_the_hostile_layer_comes_first_and_keeping_it_float_brings_int8_back_above_the_bar(
+        hostile: dict[str, Path], tmp_path: Path, saved_by: str) -> None:
+    code, doc, printed = _doctor(hostile[saved_by], tmp_path, variant="int8")
+    assert code == ExitCode.OK
+    assert doc["schema_version"] == 1 and doc["variant"] == "int8" and doc["method"] == "debugger"
+    assert doc["inputs"] == {**doc["inputs"], "kind": "eval", "random": False}
+    assert doc["layers"][0]["name"] == "hostile" and doc["layers"][0]["op"] == "CONV_2D"
+    assert doc["layers"][0]["metrics"]["channel_snr_db"] < 5 < doc["layers"][1]["metrics"]["channel_snr_db"]
+    rows = {c["name"]: c for c in doc["candidates"]}
+    assert not rows["int8"]["meets_bar"] and "too inaccurate" in rows["int8"]["why_not"]
+    assert rows["int8"]["top1"] < 0.8  # task accuracy against the labels, not only drift
+    fix = rows["int8_float1"]
+    assert fix["keeps_float"][:2] == ["hostile", "mix"]  # the bad tensor's producer and its consumer
+    assert fix["meets_bar"] and fix["top1"] == 1.0 and fix["accuracy"]["cosine"] > 0.999
+    # each candidate is an ordinary converted variant: manifest entry, host validation, runnable by `run`
+    manifest = json.loads((tmp_path / "converted" / "manifest.json").read_text())
+    assert manifest["variants"]["int8_float1"]["validation"]["status"] == "ok"
+    assert "int8_float1" in [mv.variant for mv in from_converted(tmp_path / "converted")]
+    html = (tmp_path / "doctor.html").read_text()
+    assert "<svg" in html and "hostile" in html and "http" not in html.replace("http-equiv", "")
+    assert printed.splitlines()[2].split()[:2] == ["1", "hostile"]
+
+
+def test_measuring_on_a_device_gives_its_front_and_a_recommendation_that_meets_the_bar(
+        hostile: dict[str, Path], tmp_path: Path) -> None:
+    code, doc, _ = _doctor(hostile["keras3"], tmp_path, variant="int8", devices="local",
+                           store=tmp_path / "results.sqlite", measure=QUICK)
+    assert code == ExitCode.OK and doc["run"]
+    rows = {c["name"]: c for c in doc["candidates"]}
+    assert all(rows[name]["latency"]["local"]["p50_ms"] > 0 for name in ("fp32", "int8", "int8_float1"))
+    assert set(rows["int8_float1"]["dominated"]) == {"local"}
+    recommended = doc["recommendation"]["local"]["candidate"]
+    assert rows[recommended]["meets_bar"]
+    fastest_ok = min((c["latency"]["local"]["p50_ms"], c["name"]) for c in rows.values()
+                     if c["meets_bar"] and c["latency"].get("local", {}).get("p50_ms") is not None)
+    assert recommended == fastest_ok[1]
+
+
+def test_int16x8_is_localised_by_comparing_tensors_with_the_float_model(hostile: dict[str, Path],
+                                                                         tmp_path: Path) -> None:
+    code, doc, _ = _doctor(hostile["keras3"], tmp_path, variant="int16x8")
+    assert doc["method"] == "compare" and doc["ranked_by"] == {"metric": "snr_drop_db", "higher_is_worse": True}
+    assert doc["layers"] and all("snr_drop_db" in e["metrics"] for e in doc["layers"])
+    assert "tensor by tensor" not in " ".join(doc["notes"])  # not a fallback: the chosen method for int16x8
+
+
+def test_keras_layer_names_come_back_from_tflite_tensor_names() -> None:
+    known = ["stem", "hostile", "conv_1"]
+    assert keras_layer("functional_1/hostile_1/BiasAdd;functional_1/hostile_1/convolution", known) == ("hostile", True)
+    assert keras_layer("model/conv_1/Relu", known) == ("conv_1", True)  # a user's own _1 is kept
+    assert keras_layer("StatefulPartitionedCall_1:0", known) == ("StatefulPartitionedCall_1:0", False)
+    assert keras_layer("saved/block_3/add", []) == ("block_3", True)
+
+
+def test_candidates_keep_the_consumers_of_the_worst_tensors_and_skip_repeated_sets() -> None:
+    graph = [{"op": "CONV_2D", "inputs": ["in"], "outputs": ["m/a/x"]},
+             {"op": "CONV_2D", "inputs": ["m/a/x"], "outputs": ["m/b/x"]},
+             {"op": "MEAN", "inputs": ["m/b/x"], "outputs": ["m/c/x"]}]
+    localised = {"method": "debugger", "graph": graph, "layer_names": ["a", "b", "c"], "tensors": [
+        {"tensor": f"m/{n}/x", "op": "CONV_2D", "metrics": {"channel_snr_db": v}} for n, v in
+        (("a", 1.0), ("b", 30.0), ("c", 20.0))]}
+    ranked = rank_layers(localised)
+    assert [e["name"] for e in ranked] == ["a", "c", "b"]
+    recipes = keep_float_recipes(localised, ranked, counts=(1, 2, 4))
+    assert recipes["int8_float1"]["keeps_float"] == ["a", "b"]
+    assert recipes["int8_float1"]["float_nodes"] == ["m/a/x", "m/b/x"]
+    assert list(recipes) == ["int8_float1", "int8_float2"]  # k=4 > 3 layers
+
+
+def test_a_candidate_is_dominated_only_by_one_at_least_as_good_in_everything() -> None:
+    def row(name: str, ms: float, cos: float, size: int) -> dict:
+        return {"name": name, "latency": {"d": {"p50_ms": ms}}, "accuracy": {"cosine": cos}, "top1": None,
+                "bytes": size, "dominated": {}}
+    rows = [row("fast", 1.0, 0.90, 10), row("slow_same", 2.0, 0.90, 10), row("accurate", 3.0, 0.999, 10)]
+    mark_front(rows, "d")
+    assert [r["dominated"]["d"] for r in rows] == [False, True, False]
+
+
+def test_labels_must_be_integers_one_per_sample(tmp_path: Path) -> None:
+    np.savez(tmp_path / "bad.npz", x=np.zeros((4, 2), np.float32), y=np.zeros(4, np.float32))
+    with pytest.raises(EdgebenchError, match="integers"):
+        split_labels(tmp_path / "bad.npz", tmp_path)
+    np.savez(tmp_path / "good.npz", x=np.zeros((4, 2), np.float32), y=np.arange(4))
+    inputs, labels = split_labels(tmp_path / "good.npz", tmp_path)
+    assert inputs.suffix == ".npy" and labels is not None and np.load(labels).tolist() == [0, 1, 2, 3]
