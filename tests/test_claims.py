@@ -132,7 +132,7 @@ def test_tags_select_devices(tmp_path: Path, converted: Path, store: Path) -> No
 
 
 def test_baseline_label_pytest_benchmark_export_and_markdown(tmp_path: Path, converted: Path, store: Path) -> None:
-    model = ("--models", converted / "fp32.tflite", "--devices", "local", "--store", store, "--runs", "30",
+    model = ("--models", converted / "fp32.tflite", "--devices", "local", "--store", store, "--runs", "100",
              "--min-seconds", "0", "-q")
     assert run_cli("run", *model, "--label", "v1").code == 0
     assert run_cli("run", *model, "--label", "v2").code == 0
@@ -150,11 +150,13 @@ def test_baseline_label_pytest_benchmark_export_and_markdown(tmp_path: Path, con
     assert gate.code == 0, gate.out + gate.err
     md = summary.read_text()
     assert md.startswith("earlier step\n")  # appended: $GITHUB_STEP_SUMMARY is shared by a job's steps
-    assert "## edgebench gate: ✅ PASS" in md and f"against baseline `{v1}`" in md and "| local |" in md
+    # PASS, or WARN when this shared machine makes the samples noisy (high_cv): never FAIL at a 1000% bound.
+    assert md.count("## edgebench gate:") == 1 and "FAIL" not in md
+    assert f"against baseline `{v1}`" in md and "| local | fp32 | tflite |" in md and "vs baseline" in md
     exported = run_cli("export", "--store", store, "--run", "v2", "--format", "pytest-benchmark")
     assert exported.code == 0, exported.err
     (bench,) = json.loads(exported.out)["benchmarks"]
-    assert bench["fullname"] == "local::fp32::tflite" and bench["stats"]["rounds"] >= 30
+    assert bench["fullname"] == "local::fp32::tflite" and bench["stats"]["rounds"] >= 100
     pb = tmp_path / "0001_v2.json"
     pb.write_text(exported.out)
     # pytest-benchmark's own tool reads the file: the export is its format, not a look-alike.
