@@ -218,8 +218,6 @@ def test_a_lost_connection_comes_back_after_a_retry(sshd_servers: Callable[..., 
                      "--min-seconds", "0.5", "-q")
     cycler.join()
     assert restarted.is_set()
-    assert result.code == 3, result.err  # int16x8 fails on the host; every other cell is measured
-    assert _statuses(store) == {("pi", "cnn", "fp32"): "ok", ("pi", "cnn", "fp16"): "ok",
-                                ("pi", "cnn", "dynamic"): "ok", ("pi", "cnn", "int8"): "ok",
-                                ("pi", "cnn", "int16x8"): "failed_to_prepare"}
+    assert result.code == 0, result.err
+    assert _statuses(store) == {("pi", "cnn", v): "ok" for v in ("fp32", "fp16", "dynamic", "int8", "int16x8")}
     assert "Accepted publickey" in server.log()  # the restarted server's log: the host came back
