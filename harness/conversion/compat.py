@@ -14,7 +14,7 @@ Sources of the tables:
   it has LOG up to version 1 and no STABLEHLO_SCATTER (the register.cc revision read, tensorflow/tensorflow
   0314b97f, is a few commits past the 2.14 cut); the table follows the wheel.
 - ai-edge-litert 2.3.0: measured the same way on the installed ai-edge-litert 2.3.0 wheel (x86-64).
-  tests/test_compat.py re-measures it whenever that wheel is installed.
+  tests/test_compat.py re-measures both tables on the real wheels (the test extra pins ai-edge-litert 2.3.0).
 Every op has min version 1 except BROADCAST_TO (2: its version 1 was rolled back, per register.cc).
 TFLite keeps old op versions in newer runtimes, so a table also bounds other releases of the same runtime:
 what an older table loads a newer release loads, what a newer table refuses an older release refuses.

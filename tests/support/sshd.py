@@ -140,6 +140,16 @@ class SSHServer:
         """Power cut: SIGKILL the server, its connections and everything their sessions run."""
         self._signal_tree(signal.SIGKILL)
 
+    def restart(self) -> None:
+        """Power back on after kill(): the same config, host key and port; the log starts afresh."""
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(self.dir / "sshd_config")],
+                                         stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and self.proc.poll() is None and "Server listening" not in self.log():
+            time.sleep(0.02)
+        assert "Server listening" in self.log(), self.log()
+
     def stop(self) -> None:
         """Orderly shutdown of the whole tree; SIGKILL whatever is left after 5 s."""
         if self.proc.poll() is None:
