@@ -1,8 +1,12 @@
 """What the device's own sensors say while a sustained cell runs: read on a side thread about once a second.
 
-Each reading is {"t_ms", "temperatures_c", "cpu_freq_khz", "throttled", "power_w"}; t_ms is on the same
-clock as the samples' timestamps (time.perf_counter_ns, ms since the timed loop started). A value that
-cannot be read is null, never 0 and never guessed.
+Each reading is {"t_ms", "temperatures_c", "cpu_freq_khz", "throttled", "power_w", "thermal_status"}; t_ms is
+on the same clock as the samples' timestamps (time.perf_counter_ns, ms since the timed loop started). A value
+that cannot be read is null, never 0 and never guessed.
+
+On Android (`dumpsys` on PATH) every STATUS_EVERY-th reading also carries the platform's thermal status
+(PowerManager's 0 none .. 6 shutdown, from `dumpsys thermalservice`): that starts a process, so it is read
+every ~10 s rather than every second; the other readings have it null.
 
 Power, where the board exposes it (the first source found is used for the whole cell, and named):
 - "hwmon": an INA219/INA260-style hwmon sensor's power1_input (microwatts);
@@ -18,6 +22,7 @@ whatever is first on PATH.
 import glob
 import os
 import re
+import shutil
 import subprocess
 import threading
 import time
@@ -67,6 +72,20 @@ def _pmic_power():
     return parse_pmic_adc(out[:65536])
 
 
+STATUS_EVERY = 10
+_STATUS_LINE = re.compile(r"Thermal Status:\s*(\d+)")
+
+
+def android_thermal_status():
+    """PowerManager's thermal status from `dumpsys thermalservice`, or None (not Android, or unreadable)."""
+    try:
+        out = subprocess.run(["dumpsys", "thermalservice"], capture_output=True, text=True, timeout=2).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    m = _STATUS_LINE.search(out[:65536])
+    return int(m.group(1)) if m else None
+
+
 POWER_SOURCES = (("hwmon", _hwmon_power), ("pmic_read_adc", _pmic_power), ("battery", _battery_power))
 
 
@@ -87,10 +106,11 @@ class Telemetry(object):
         self.max_readings = max_readings
         self.readings = []
         self.power_method, self._power = power_source()
+        self._android = shutil.which("dumpsys") is not None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="telemetry", daemon=True)
 
-    def reading(self):
+    def reading(self, with_status=True):
         state = environment.thermal()
         return {
             "t_ms": round((time.perf_counter_ns() - self.start_ns) / 1e6, 3),
@@ -98,11 +118,12 @@ class Telemetry(object):
             "cpu_freq_khz": state["cpu_freq_khz"],
             "throttled": state["throttled"],
             "power_w": self._power() if self._power else None,
+            "thermal_status": android_thermal_status() if self._android and with_status else None,
         }
 
     def _run(self):
         while len(self.readings) < self.max_readings:
-            self.readings.append(self.reading())
+            self.readings.append(self.reading(len(self.readings) % STATUS_EVERY == 0))
             if self._stop.wait(self.interval_s):
                 return
 

@@ -253,3 +253,43 @@ def test_without_load_no_slowdown_is_claimed_and_the_gate_bounds_sustained_p90(t
 def test_a_sustained_duration_that_is_not_one_is_refused_naming_the_flag(tmp_path: Path, conv_model: Path) -> None:
     result = run_cli("run", "--models", conv_model, "--sustained", "5 minutes", "--store", tmp_path / "s.sqlite")
     assert result.code == 2 and "--sustained" in result.err and "duration" in result.err
+
+
+# `dumpsys thermalservice` on Android 10+ (its first lines; the HAL temperatures follow).
+THERMALSERVICE = """\
+IsStatusOverride: false
+ThermalEventListeners:
+\tcallbacks: 1
+ThermalStatusListeners:
+\tcallbacks: 2
+Thermal Status: 3
+Cached temperatures:
+\tTemperature{mValue=47.25, mType=0, mName=CPU0, mStatus=3}
+"""
+
+
+def test_android_thermal_status_is_read_every_tenth_reading_and_reported(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    bin_dir = tmp_path / "bin"
+    _write(bin_dir / "out.txt", THERMALSERVICE)
+    _write(bin_dir / "dumpsys", f'#!/bin/sh\n[ "$1" = thermalservice ] && cat "{bin_dir / "out.txt"}"\n'
+                                f'echo x >> "{bin_dir / "calls"}"\n')
+    (bin_dir / "dumpsys").chmod(0o755)
+    monkeypatch.setenv("EDGEBENCH_SYSFS_ROOT", str(_fake_sysfs(tmp_path / "root", hwmon=False)))
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    probe = telemetry.Telemetry(time.perf_counter_ns(), interval_s=0.01)
+    probe.start()
+    time.sleep(0.5)
+    readings = probe.stop()
+    statuses = [r["thermal_status"] for r in readings[:-1]]
+    assert statuses[0] == 3 and statuses[1:10] == [None] * 9  # one process every STATUS_EVERY readings
+    assert len((bin_dir / "calls").read_text().split()) == sum(s is not None for s in statuses) + 1
+    samples = [5.0] * 100
+    view = analyse(samples, [i * 10.0 for i in range(100)], readings, None)
+    assert view["thermal_status_max"] == 3
+    from harness.report.sustained_view import sustained_views
+    cell = {"device": "phone", "model": "m", "variant": "fp32", "sustained": view}
+    assert sustained_views([cell])["cells"][0]["android_thermal"] == "Android thermal status reached 3 (severe)"
+    # not Android: no dumpsys, no status, no process
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
+    assert telemetry.Telemetry(time.perf_counter_ns()).reading()["thermal_status"] is None

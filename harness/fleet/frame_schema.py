@@ -154,7 +154,7 @@ OUTPUT = record({"name": text(optional=False), "shape": seq(integer(), 64, optio
                  "data_b64": text(limit=1 << 26, optional=False)})
 READING = record({"t_ms": number(maximum=MAX_SAMPLE_MS * 100, optional=False),
                   "temperatures_c": table(number(minimum=-300.0, maximum=1000.0)), "cpu_freq_khz": seq(integer()),
-                  "throttled": integer(), "power_w": number(maximum=1e6)})
+                  "throttled": integer(), "power_w": number(maximum=1e6), "thermal_status": integer()})
 ENV = record({"arch": text(), "cpu_model": text(), "cores": integer(), "os": text(), "kernel": text(),
               "hostname": text(), "python": text(), "python_executable": text(), "numpy": text(), "runtime": RUNTIME,
               "governor": text(), "cpu_affinity": seq(integer())})

@@ -61,6 +61,18 @@ def timeline(s: Sustained) -> list[Markup]:
     return [p for p in panels if p is not None]
 
 
+ANDROID_THERMAL = ("none", "light", "moderate", "severe", "critical", "emergency", "shutdown")
+
+
+def _status_text(s: Sustained) -> str | None:
+    """Android's own verdict on the device's heat during the cell (PowerManager thermal status)."""
+    worst = s.get("thermal_status_max")
+    if worst is None:
+        return None
+    name = ANDROID_THERMAL[worst] if 0 <= worst < len(ANDROID_THERMAL) else str(worst)
+    return f"Android thermal status reached {worst} ({name})"
+
+
 def _slowdown_text(s: Sustained) -> str | None:
     if s["first_slowdown_s"] is None:
         return None
@@ -91,5 +103,6 @@ def sustained_views(cells: Sequence[Cell]) -> dict[str, Any] | None:
                       "duration_s": s["duration_s"], "burst_p90_ms": s["burst_p90_ms"],
                       "sustained_p90_ms": s["sustained_p90_ms"], "slowdown": _slowdown_text(s),
                       "energy": s["energy_mj_per_inference"], "energy_method": s["energy_method"],
+                      "android_thermal": _status_text(s),
                       "panels": timeline(s)})
     return {"cells": views, "flips": ranking_flips(cells)} if views else None

@@ -18,6 +18,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, TypedDict
 
+from typing_extensions import NotRequired
+
 import numpy as np
 
 from .changepoints import change_points
@@ -27,12 +29,16 @@ BURST_S = 10.0
 MIN_SHIFT = 0.05  # a slowdown smaller than 5% of the median is not called one
 
 
-class TelemetryReading(TypedDict):
+class _Reading(TypedDict):
     t_ms: float
     temperatures_c: dict[str, float] | None
     cpu_freq_khz: list[int] | None
     throttled: int | None
     power_w: float | None
+
+
+class TelemetryReading(_Reading, total=False):
+    thermal_status: int | None  # Android's PowerManager level, read every ~10 s (absent from older agents)
 
 
 class ShiftPoint(TypedDict):
@@ -56,6 +62,7 @@ class Sustained(TypedDict):
     at_slowdown: dict[str, TelemetryReading | None] | None  # the readings just before and just after it
     energy_mj_per_inference: float | None
     energy_method: str | None
+    thermal_status_max: int | None  # Android: the worst platform thermal status seen during the cell
 
 
 def _p90(values: np.ndarray) -> float | None:
@@ -120,6 +127,8 @@ def analyse(samples_ms: Sequence[float], sample_t_ms: Sequence[float], telemetry
         "at_slowdown": at_slowdown,
         "energy_mj_per_inference": energy_mj_per_inference(telemetry, n) if power_method else None,
         "energy_method": power_method,
+        "thermal_status_max": max((status for r in telemetry if (status := r.get("thermal_status")) is not None),
+                                  default=None),
     }
 
 
