@@ -68,6 +68,10 @@ def cmd_gate(budgets: Path, *, run: str | None = None, baseline: str | None = No
     return int(result.exit_code)
 
 
+FLOOR_RUNS = 60  # the newest runs a noise floor is learnt from: recent enough to describe the lab as it is
+
+
 def floors_from_history(db: Store, run_id: str) -> dict[str, NoiseFloor]:
-    """Each device's run-to-run noise floor from every stored run but the one judged."""
-    return noise_floors(db.cells(r["id"]) for r in db.runs() if r["id"] != run_id)
+    """Each device's run-to-run noise floor from the newest stored runs but the one judged."""
+    runs = [r["id"] for r in db.runs() if r["id"] != run_id]
+    return noise_floors(db.cells(r) for r in runs[-FLOOR_RUNS:])
