@@ -154,8 +154,8 @@ def render_index(runs: list[Export], out: Path) -> Path:
     """reports/index.html: every run over time, with p50 trends per (device, model, variant)."""
     for i, export in enumerate(runs):
         _check_schema(export, f"run #{i + 1}")
-    runs = sorted((complete_export(e) for e in runs), key=lambda e: ((e.get("run") or {}).get("started_at") or "", (e.get("run") or {}).get("id")
-                                       or ""))
+    runs = sorted((complete_export(e) for e in runs),
+                  key=lambda e: (e["run"].get("started_at") or "", e["run"].get("id") or ""))
     out = Path(out)
     labels, rows, headers = [], [], []
     trends: dict[str, dict[str, list[tuple[int, float]]]] = {}
