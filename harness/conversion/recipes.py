@@ -12,7 +12,7 @@ from typing import Any
 
 from ..common.errors import EdgebenchError
 from ..common.names import safe_name
-from ..config.yamlfile import check_keys, load_yaml, where
+from ..config.yamlfile import YDict, check_keys, load_yaml, where
 
 VARIANTS = ("fp32", "fp16", "dynamic", "int8", "int16x8")
 EDGETPU = "edgetpu"  # the int8 variant compiled by edgetpu_compiler; asked for by name, not in the default set
@@ -41,8 +41,9 @@ def load_recipes(path: Path) -> dict[str, dict[str, Any]]:
     data = load_yaml(path)
     check_keys(path, data, {"schema_version", "recipes"}, "recipes file", required={"recipes"})
     out: dict[str, dict[str, Any]] = {}
-    recipes = data["recipes"] or {}
-    check_keys(path, recipes, set(map(str, recipes)), "recipes")  # a mapping
+    recipes = data["recipes"] or YDict()
+    if not isinstance(recipes, YDict):
+        raise EdgebenchError("recipes must be a mapping of names to recipes", where=where(path, data, "recipes"))
     for name, recipe in recipes.items():
         safe_name(name, "recipe name", where(path, recipes, str(name)))  # it names the variant's file
         check_keys(path, recipe, RECIPE_KEYS, f"recipe {name!r}")
