@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from harness.report.render import render_index, render_report
+from harness.results.history import History
 from harness.results.record import Cell, Status
 from harness.results.store import Store
 
@@ -105,7 +106,7 @@ def test_report_renders_generated_runs_mixing_every_status_and_missing_field(tmp
         assert "edgebench-schema-version" in html
         for cell in export["results"]:
             assert str(cell["status"]) in html
-    render_index(runs, tmp_path / "index.html")  # type: ignore[arg-type]
+    render_index(History.of_exports(runs), tmp_path / "index.html")  # type: ignore[arg-type]
     json.loads(json.dumps(runs))  # the generated runs are what a store can hold: plain JSON
 
 

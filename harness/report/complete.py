@@ -45,10 +45,14 @@ def complete_device(device: Mapping[str, Any]) -> DeviceRecord:
     return out  # type: ignore[return-value]
 
 
-def complete_export(export: Export) -> Export:
-    run = _filled(export.get("run"), _keys(RunHeader))
+def complete_run(header: Mapping[str, Any] | None) -> RunHeader:
+    run = _filled(header, _keys(RunHeader))
     if run["host"] is not None:
         run["host"] = _filled(run["host"], HOST_KEYS)
-    return {"schema_version": export["schema_version"], "run": run,  # type: ignore[typeddict-item]
+    return run  # type: ignore[return-value]
+
+
+def complete_export(export: Export) -> Export:
+    return {"schema_version": export["schema_version"], "run": complete_run(export.get("run")),
             "devices": [complete_device(d) for d in export.get("devices") or ()],
             "results": [complete_cell(c) for c in export.get("results") or ()]}

@@ -31,7 +31,7 @@ from ..results.history import History, RunCounts
 from ..results.noise import NoiseFloor
 from ..results.record import Cell, Export, Status, cell_key, samples
 from ..results.stats import MIN_SAMPLES
-from .complete import complete_export
+from .complete import complete_export, complete_run
 from .format import num, short
 from .plots import PALETTE, box_quantiles, box_svg, trend_svg
 from .recommend import recommend, resolve_accuracy_bar
@@ -184,7 +184,8 @@ def render_index(history: History, out: Path) -> Path:
     """reports/index.html: every run over time, with p50 trends per (device, model, variant) over the newest
     TREND_RUNS runs. Reads per-run counts and per-cell summaries, never a cell's samples: a store of 200k cells
     renders in about a second."""
-    runs = sorted(history.runs, key=lambda r: r.get("started_at") or "")  # stable: ties keep the store's order
+    # stable: ties keep the store's order
+    runs = sorted((complete_run(r) for r in history.runs), key=lambda r: r.get("started_at") or "")
     shown = runs[max(0, len(runs) - TREND_RUNS):]
     out = Path(out)
     position = {run.get("id"): i for i, run in enumerate(shown)}

@@ -176,7 +176,7 @@ def device_views(export: Export, floors: Mapping[str, NoiseFloor] | None = None)
         after = next((c["thermal_after"] for c in reversed(cells) if c.get("thermal_after")), None)
         env = dev.get("env") or {}
         runtime: Any = env.get("runtime") or next((c["runtime"] for c in cells if c.get("runtime")), None) or {}
-        delegates = sorted({str(d["name"]) for c in cells if (d := c.get("delegate"))})
+        delegates = sorted({str(d.get("name")) for c in cells if (d := c.get("delegate"))})
         temps = [t for c in cells for state in (c.get("thermal_before"), c.get("thermal_after"))
                  for t in ((state or {}).get("temperatures_c") or {}).values()]
         throttled = [f"{c['model']} {c['variant']}" for c in cells if "throttled" in (c.get("flags") or ())]

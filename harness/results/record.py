@@ -317,7 +317,7 @@ def extend_cell(cell: Cell, more: Cell) -> Cell:
 
 def p50(cell: Cell) -> float | None:
     latency = cell.get("latency_ms")
-    return latency["p50"] if latency else None
+    return latency.get("p50") if latency else None
 
 
 def samples(cell: Cell) -> list[float]:
