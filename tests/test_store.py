@@ -272,7 +272,16 @@ def test_store_copy_fills_in_what_the_destination_lacks_and_overwrites_nothing(s
     dst.put_cell(run_id, changed)  # the destination's own newer result
     assert src.copy_into(dst) == (0, 1)
     assert {c["variant"]: p50(c) for c in dst.cells(run_id)}["v0"] == 50.0
-    assert run_cli("store", "copy", tmp_path / "missing.sqlite", store_url).code == 2
+
+
+def test_a_store_that_is_only_read_is_never_created(store_url: str, tmp_path: Path) -> None:
+    result = run_cli("store", "copy", store_url, tmp_path / "dst.sqlite")
+    assert result.code == 2 and f"{store_url}: no edgebench results store" in result.err
+    assert not (tmp_path / "dst.sqlite").exists()
+    if "://" in store_url:
+        assert _raw(store_url, "SELECT tablename FROM pg_tables WHERE schemaname='public'") == []
+    else:
+        assert not Path(store_url).exists()
 
 
 # -- several processes at once ------------------------------------------------------------------------------------

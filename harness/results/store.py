@@ -34,7 +34,7 @@ from ..common.clock import now_iso, run_id_stamp
 from ..common.errors import EdgebenchError
 from .history import CellSummary, History, RunCounts
 from .record import Cell, DeviceRecord, Export, RunHeader, Status, p50
-from .store_db import Database, PostgresDatabase, SqliteDatabase
+from .store_db import NO_STORE, Database, PostgresDatabase, SqliteDatabase
 
 SCHEMA_VERSION = 2
 RECORD_VERSION = 1  # of the export and of the JSON in the data columns: store migrations leave it alone
@@ -78,7 +78,7 @@ def _connect(location: str | Path, create: bool) -> Database:
             if found.group(1).lower() not in POSTGRES_SCHEMES:
                 raise EdgebenchError(f"unknown store URL scheme {found.group(1)!r}: give a file path or "
                                      "postgresql://USER@HOST:PORT/DB", where=location)
-            return PostgresDatabase(location, create=create)
+            return PostgresDatabase(location)
     return SqliteDatabase(Path(location), create=create)
 
 
@@ -103,8 +103,10 @@ def _refuse_newer(db: Database, version: int | None) -> None:
                              "upgrade edgebench", where=db.where)
 
 
-def _open_schema(db: Database) -> None:
+def _open_schema(db: Database, create: bool) -> None:
     _refuse_newer(db, version := _version(db))
+    if version is None and not create:
+        raise EdgebenchError(NO_STORE, where=db.where)
     if version != SCHEMA_VERSION:
         with db.transaction(schema=True):
             version = _version(db)  # again, exclusively: another process may have created or migrated it meanwhile
@@ -136,7 +138,7 @@ class Store:
         self.db = _connect(location, create)
         self.path = self.db.where
         try:
-            _open_schema(self.db)
+            _open_schema(self.db, create)
         except BaseException:
             self.db.close()
             raise
