@@ -56,9 +56,10 @@ def _summary_columns(db: Database) -> None:
     """v1 -> v2: each cell's median in a column, covered by an index, so the history never parses samples."""
     db.execute("ALTER TABLE cells ADD COLUMN p50_ms DOUBLE PRECISION")
     db.execute("CREATE INDEX cells_summary ON cells (run_id, device, model, variant, status, p50_ms)")
-    rows = db.query("SELECT run_id, device, model, variant, data FROM cells")
-    db.executemany("UPDATE cells SET p50_ms=? WHERE run_id=? AND device=? AND model=? AND variant=?",
-                   [(p50(json.loads(data)), *key) for *key, data in rows])
+    for (run_id,) in db.query("SELECT DISTINCT run_id FROM cells"):  # a run at a time: stores hold gigabytes
+        rows = db.query("SELECT device, model, variant, data FROM cells WHERE run_id=?", (run_id,))
+        db.executemany("UPDATE cells SET p50_ms=? WHERE run_id=? AND device=? AND model=? AND variant=?",
+                       [(p50(json.loads(data)), run_id, *key) for *key, data in rows])
 
 
 # MIGRATIONS[n] upgrades a store from schema_version n to n + 1, on SQLite and PostgreSQL alike.
