@@ -92,8 +92,8 @@ def _version(db: Database) -> int | None:
     if not row:
         raise EdgebenchError(f"not an edgebench results store (it holds other tables: {', '.join(sorted(tables))}); "
                              "give edgebench a file or database of its own", where=db.where)
-    if not str(row[0][0]).isdigit():
-        raise EdgebenchError(f"not an edgebench results store: schema_version {row[0][0]!r} is not a number",
+    if not re.fullmatch(r"[1-9][0-9]{0,8}", str(row[0][0])):
+        raise EdgebenchError(f"not an edgebench results store: schema_version {row[0][0]!r} is not a version number",
                              where=db.where)
     return int(row[0][0])
 
