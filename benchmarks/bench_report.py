@@ -7,7 +7,8 @@
    1000 samples per cell, the one the report renders; older ones with --history-samples each, which the index
    never reads), then runs `edgebench report` in a fresh process --repeat times. Printed: the time from the
    command's call to its return (report + index; its CPU time, telling a busy machine's waits apart, and the
-   interpreter's imports shown beside it) and the process's peak RSS, against the targets (2 s, 500 MB). The PostgreSQL store is filled by `store copy`.
+   interpreter's imports shown beside it) and the process's peak RSS, against the targets (2 s, 500 MB).
+   The PostgreSQL store is filled from the SQLite one by `store copy` (its time printed too).
 
     python -m benchmarks.bench_report [--devices 50] [--variants 10] [--samples 1000] [--baseline]
                                       [--runs 400] [--history-samples 100] [--stores sqlite,postgresql]
@@ -104,7 +105,8 @@ def bench_report_command(location: str, repeat: int, out: Path) -> tuple[bool, s
     text = (f"report + index: median {t:.2f} s of {repeat} (min {min(inside):.2f}, max {max(inside):.2f}; "
             f"CPU {statistics.median(cpu):.2f} s; +{statistics.median(starts):.2f} s imports), peak RSS {mb:.0f} MB; "
             f"{t / TARGET_SECONDS:.0%} of {TARGET_SECONDS:g} s, {mb / TARGET_RSS_MB:.0%} of {TARGET_RSS_MB} MB; "
-            f"report {out.stat().st_size / 1e6:.2f} MB, index {(out.parent / 'index.html').stat().st_size / 1e6:.2f} MB")
+            f"report {out.stat().st_size / 1e6:.2f} MB, "
+            f"index {(out.parent / 'index.html').stat().st_size / 1e6:.2f} MB")
     return t <= TARGET_SECONDS and mb <= TARGET_RSS_MB, text
 
 
@@ -119,7 +121,8 @@ def bench_team_scale(a: argparse.Namespace) -> bool:
         fill(store, newest, a.runs, a.history_samples)
         print(f"{a.runs} runs x {len(newest['results'])} cells = {cells} cells (newest run {a.samples} samples per "
               f"cell, older {a.history_samples}): SQLite store filled in {time.perf_counter() - t0:.1f} s, "
-              f"{sqlite_file.stat().st_size / 1e6:.0f} MB; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+              f"{sqlite_file.stat().st_size / 1e6:.0f} MB; "
+              f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
         if "sqlite" in a.stores:
             passed, text = bench_report_command(str(sqlite_file), a.repeat, Path(tmp) / "sqlite" / "latest.html")
             print(f"sqlite     {text}")

@@ -184,7 +184,8 @@ def test_a_store_from_the_future_or_with_a_garbled_version_is_refused_untouched(
 
 
 def test_a_postgres_store_from_the_future_or_garbled_is_refused(postgres: PostgresServer) -> None:
-    for version, words in (("99", "upgrade edgebench"), ("x1", "'x1' is not a version number"), ("0", "'0' is not a version number")):
+    for version, words in (("99", "upgrade edgebench"), ("x1", "'x1' is not a version number"),
+                           ("0", "'0' is not a version number")):
         url = _new_database(postgres)
         Store(url).close()
         _raw(url, f"UPDATE meta SET value='{version}' WHERE key='schema_version'")
