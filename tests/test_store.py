@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from harness.common.errors import EdgebenchError
+from harness.report.render import TREND_RUNS
 from harness.results.record import p50
 from harness.results.store import SCHEMA_VERSION, Store, store_path
 from tests.support.cli import run_cli
@@ -377,3 +378,19 @@ def test_two_controllers_run_into_one_postgres_store_and_every_command_reads_it(
     budgets = tmp_path / "budgets.yaml"
     budgets.write_text("budgets:\n  - model: mlp_*\n    p90_ms: 100000\n")
     assert run_cli("gate", "--budgets", budgets, "--run", "ci-a", "--baseline", "ci-b", "--store", url).code == 0
+
+
+def test_the_index_counts_every_run_and_draws_trends_of_the_newest(store_url: str, tmp_path: Path) -> None:
+    store = Store(store_url)
+    header = {"settings": {}, "inventory": None, "suite": None, "commit": None, "host": {}}  # as `run` records it
+    ids = [store.create_run(f"nightly-{n}", header) for n in range(TREND_RUNS + 5)]
+    for n, run_id in enumerate(ids):
+        store.put_device(run_id, "pi", synthetic_device("pi"))  # type: ignore[arg-type]
+        store.put_cell(run_id, synthetic_cell("pi", "m", "int8", [10.0 + n] * 5))
+        store.put_cell(run_id, synthetic_cell("pi", "m", "fp32", None, status="timeout"))
+    assert run_cli("report", "--store", store_url, "-o", tmp_path / "r.html").code == 0
+    index = (tmp_path / "index.html").read_text()
+    assert f"(the newest {TREND_RUNS} of {TREND_RUNS + 5})" in index
+    assert index.count("<polyline") == 1 and index.count("<circle") == TREND_RUNS
+    assert all(run_id in index for run_id in ids) and index.count("1 / 2</td>") == TREND_RUNS + 5
+    assert "nightly-4:" not in index and f"nightly-{TREND_RUNS + 4}: {10.0 + TREND_RUNS + 4:.1f} ms" in index
