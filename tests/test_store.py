@@ -195,6 +195,14 @@ def test_a_postgres_store_from_the_future_or_garbled_is_refused(postgres: Postgr
         assert _raw(url, "SELECT value FROM meta") == [(version,)]
 
 
+def test_a_postgres_role_without_the_right_to_create_tables_is_told_so(postgres: PostgresServer) -> None:
+    url = _new_database(postgres)
+    _raw(url, "CREATE ROLE guest LOGIN")
+    guest = url.replace("edgebench@", "guest@")
+    result = run_cli("export", "--store", guest)
+    assert result.code == 2 and f"{guest}: PostgreSQL store: permission denied for schema public" in result.err
+
+
 def test_another_applications_database_is_refused_and_left_alone(store_url: str) -> None:
     if not store_url.startswith("postgresql://"):
         Path(store_url).parent.mkdir(parents=True, exist_ok=True)

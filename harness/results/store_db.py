@@ -170,6 +170,7 @@ class PostgresDatabase(Database):
     def _errors(self) -> Iterator[None]:
         try:
             yield
-        except self._psycopg.OperationalError as exc:  # refused, authentication, server gone, ...
+        except (self._psycopg.OperationalError, self._psycopg.errors.InsufficientPrivilege) as exc:
+            # refused, authentication, server gone, no right to create the tables, ...
             message = " ".join(str(exc).split())
             raise EdgebenchError(f"PostgreSQL store: {message}", where=self.where) from None
