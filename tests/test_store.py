@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from harness.common.errors import EdgebenchError
+from harness.report.render import TREND_RUNS
 from harness.results.record import p50
 from harness.results.store import SCHEMA_VERSION, Store, store_path
 from tests.support.cli import run_cli
@@ -169,7 +170,7 @@ def _sha(path: Path) -> str:
 
 
 @pytest.mark.parametrize(("version", "words"), [("99", "schema_version 99, this edgebench reads up to"),
-                                                ("two", "schema_version 'two' is not a number")])
+                                                ("two", "schema_version 'two' is not a version number")])
 def test_a_store_from_the_future_or_with_a_garbled_version_is_refused_untouched(
         tmp_path: Path, version: str, words: str) -> None:
     path = tmp_path / "store.sqlite"
@@ -184,13 +185,22 @@ def test_a_store_from_the_future_or_with_a_garbled_version_is_refused_untouched(
 
 
 def test_a_postgres_store_from_the_future_or_garbled_is_refused(postgres: PostgresServer) -> None:
-    for version, words in (("99", "upgrade edgebench"), ("x1", "'x1' is not a number")):
+    for version, words in (("99", "upgrade edgebench"), ("x1", "'x1' is not a version number"),
+                           ("0", "'0' is not a version number")):
         url = _new_database(postgres)
         Store(url).close()
         _raw(url, f"UPDATE meta SET value='{version}' WHERE key='schema_version'")
         with pytest.raises(EdgebenchError, match=words):
             Store(url)
         assert _raw(url, "SELECT value FROM meta") == [(version,)]
+
+
+def test_a_postgres_role_without_the_right_to_create_tables_is_told_so(postgres: PostgresServer) -> None:
+    url = _new_database(postgres)
+    _raw(url, "CREATE ROLE guest LOGIN")
+    guest = url.replace("edgebench@", "guest@")
+    result = run_cli("export", "--store", guest)
+    assert result.code == 2 and f"{guest}: PostgreSQL store: permission denied for schema public" in result.err
 
 
 def test_another_applications_database_is_refused_and_left_alone(store_url: str) -> None:
@@ -272,7 +282,16 @@ def test_store_copy_fills_in_what_the_destination_lacks_and_overwrites_nothing(s
     dst.put_cell(run_id, changed)  # the destination's own newer result
     assert src.copy_into(dst) == (0, 1)
     assert {c["variant"]: p50(c) for c in dst.cells(run_id)}["v0"] == 50.0
-    assert run_cli("store", "copy", tmp_path / "missing.sqlite", store_url).code == 2
+
+
+def test_a_store_that_is_only_read_is_never_created(store_url: str, tmp_path: Path) -> None:
+    result = run_cli("store", "copy", store_url, tmp_path / "dst.sqlite")
+    assert result.code == 2 and f"{store_url}: no edgebench results store" in result.err
+    assert not (tmp_path / "dst.sqlite").exists()
+    if "://" in store_url:
+        assert _raw(store_url, "SELECT tablename FROM pg_tables WHERE schemaname='public'") == []
+    else:
+        assert not Path(store_url).exists()
 
 
 # -- several processes at once ------------------------------------------------------------------------------------
@@ -367,3 +386,19 @@ def test_two_controllers_run_into_one_postgres_store_and_every_command_reads_it(
     budgets = tmp_path / "budgets.yaml"
     budgets.write_text("budgets:\n  - model: mlp_*\n    p90_ms: 100000\n")
     assert run_cli("gate", "--budgets", budgets, "--run", "ci-a", "--baseline", "ci-b", "--store", url).code == 0
+
+
+def test_the_index_counts_every_run_and_draws_trends_of_the_newest(store_url: str, tmp_path: Path) -> None:
+    store = Store(store_url)
+    header = {"settings": {}, "inventory": None, "suite": None, "commit": None, "host": {}}  # as `run` records it
+    ids = [store.create_run(f"nightly-{n}", header) for n in range(TREND_RUNS + 5)]
+    for n, run_id in enumerate(ids):
+        store.put_device(run_id, "pi", synthetic_device("pi"))  # type: ignore[arg-type]
+        store.put_cell(run_id, synthetic_cell("pi", "m", "int8", [10.0 + n] * 5))
+        store.put_cell(run_id, synthetic_cell("pi", "m", "fp32", None, status="timeout"))
+    assert run_cli("report", "--store", store_url, "-o", tmp_path / "r.html").code == 0
+    index = (tmp_path / "index.html").read_text()
+    assert f"(the newest {TREND_RUNS} of {TREND_RUNS + 5})" in index
+    assert index.count("<polyline") == 1 and index.count("<circle") == TREND_RUNS
+    assert all(run_id in index for run_id in ids) and index.count("1 / 2</td>") == TREND_RUNS + 5
+    assert "nightly-4:" not in index and f"nightly-{TREND_RUNS + 4}: {10.0 + TREND_RUNS + 4:.1f} ms" in index

@@ -34,7 +34,7 @@ from ..common.clock import now_iso, run_id_stamp
 from ..common.errors import EdgebenchError
 from .history import CellSummary, History, RunCounts
 from .record import Cell, DeviceRecord, Export, RunHeader, Status, p50
-from .store_db import Database, PostgresDatabase, SqliteDatabase
+from .store_db import NO_STORE, Database, PostgresDatabase, SqliteDatabase
 
 SCHEMA_VERSION = 2
 RECORD_VERSION = 1  # of the export and of the JSON in the data columns: store migrations leave it alone
@@ -56,9 +56,10 @@ def _summary_columns(db: Database) -> None:
     """v1 -> v2: each cell's median in a column, covered by an index, so the history never parses samples."""
     db.execute("ALTER TABLE cells ADD COLUMN p50_ms DOUBLE PRECISION")
     db.execute("CREATE INDEX cells_summary ON cells (run_id, device, model, variant, status, p50_ms)")
-    rows = db.query("SELECT run_id, device, model, variant, data FROM cells")
-    db.executemany("UPDATE cells SET p50_ms=? WHERE run_id=? AND device=? AND model=? AND variant=?",
-                   [(p50(json.loads(data)), *key) for *key, data in rows])
+    for (run_id,) in db.query("SELECT DISTINCT run_id FROM cells"):  # a run at a time: stores hold gigabytes
+        rows = db.query("SELECT device, model, variant, data FROM cells WHERE run_id=?", (run_id,))
+        db.executemany("UPDATE cells SET p50_ms=? WHERE run_id=? AND device=? AND model=? AND variant=?",
+                       [(p50(json.loads(data)), run_id, *key) for *key, data in rows])
 
 
 # MIGRATIONS[n] upgrades a store from schema_version n to n + 1, on SQLite and PostgreSQL alike.
@@ -78,7 +79,7 @@ def _connect(location: str | Path, create: bool) -> Database:
             if found.group(1).lower() not in POSTGRES_SCHEMES:
                 raise EdgebenchError(f"unknown store URL scheme {found.group(1)!r}: give a file path or "
                                      "postgresql://USER@HOST:PORT/DB", where=location)
-            return PostgresDatabase(location, create=create)
+            return PostgresDatabase(location)
     return SqliteDatabase(Path(location), create=create)
 
 
@@ -91,8 +92,8 @@ def _version(db: Database) -> int | None:
     if not row:
         raise EdgebenchError(f"not an edgebench results store (it holds other tables: {', '.join(sorted(tables))}); "
                              "give edgebench a file or database of its own", where=db.where)
-    if not str(row[0][0]).isdigit():
-        raise EdgebenchError(f"not an edgebench results store: schema_version {row[0][0]!r} is not a number",
+    if not re.fullmatch(r"[1-9][0-9]{0,8}", str(row[0][0])):
+        raise EdgebenchError(f"not an edgebench results store: schema_version {row[0][0]!r} is not a version number",
                              where=db.where)
     return int(row[0][0])
 
@@ -103,8 +104,10 @@ def _refuse_newer(db: Database, version: int | None) -> None:
                              "upgrade edgebench", where=db.where)
 
 
-def _open_schema(db: Database) -> None:
+def _open_schema(db: Database, create: bool) -> None:
     _refuse_newer(db, version := _version(db))
+    if version is None and not create:
+        raise EdgebenchError(NO_STORE, where=db.where)
     if version != SCHEMA_VERSION:
         with db.transaction(schema=True):
             version = _version(db)  # again, exclusively: another process may have created or migrated it meanwhile
@@ -136,7 +139,7 @@ class Store:
         self.db = _connect(location, create)
         self.path = self.db.where
         try:
-            _open_schema(self.db)
+            _open_schema(self.db, create)
         except BaseException:
             self.db.close()
             raise

@@ -23,6 +23,7 @@ from typing import Any
 from ..common.errors import EdgebenchError
 
 Row = tuple[Any, ...]
+NO_STORE = "no edgebench results store: run 'edgebench run' first"
 # Serialises first-time schema creation and migrations among PostgreSQL clients (an arbitrary constant).
 SCHEMA_LOCK_KEY = 0x6564676562656E63  # "edgebenc"
 
@@ -86,8 +87,8 @@ class SqliteDatabase(Database):
     def __init__(self, path: Path, *, create: bool):
         super().__init__()
         self.where = str(path)
-        if not create and not path.exists():
-            raise EdgebenchError("no edgebench results store: run 'edgebench run' first", where=self.where)
+        if not create and not path.exists():  # connecting would create the file
+            raise EdgebenchError(NO_STORE, where=self.where)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -135,7 +136,7 @@ class PostgresDatabase(Database):
     seq_column = ", seq BIGSERIAL"
     tables_sql = "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
 
-    def __init__(self, url: str, *, create: bool):
+    def __init__(self, url: str):
         super().__init__()
         self.where = re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", url)  # never print a password
         try:
@@ -169,6 +170,7 @@ class PostgresDatabase(Database):
     def _errors(self) -> Iterator[None]:
         try:
             yield
-        except self._psycopg.OperationalError as exc:  # refused, authentication, server gone, ...
+        except (self._psycopg.OperationalError, self._psycopg.errors.InsufficientPrivilege) as exc:
+            # refused, authentication, server gone, no right to create the tables, ...
             message = " ".join(str(exc).split())
             raise EdgebenchError(f"PostgreSQL store: {message}", where=self.where) from None

@@ -27,17 +27,19 @@ class PostgresMissing(RuntimeError):
 
 def pg_bin() -> Path:
     """The server binaries' directory: $EDGEBENCH_PG_BIN, Debian's newest /usr/lib/postgresql/N/bin, or PATH."""
-    candidates = [Path(os.environ["EDGEBENCH_PG_BIN"])] if os.environ.get("EDGEBENCH_PG_BIN") else []
-    candidates += sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name)
-                         if p.parent.name.isdigit() else 0, reverse=True)
-    if shutil.which("initdb"):
-        candidates.append(Path(str(shutil.which("initdb"))).parent)
+    if os.environ.get("EDGEBENCH_PG_BIN"):
+        candidates = [Path(os.environ["EDGEBENCH_PG_BIN"])]
+    else:
+        candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True,
+                            key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0)
+        if shutil.which("initdb"):
+            candidates.append(Path(str(shutil.which("initdb"))).parent)
     for directory in candidates:
         if (directory / "initdb").exists() and (directory / "pg_ctl").exists():
             return directory
     raise PostgresMissing("the PostgreSQL server binaries (initdb, pg_ctl) are needed for the shared-store tests and "
-                          "were not found in /usr/lib/postgresql/*/bin or on PATH: apt-get install postgresql "
-                          "(./quickstart installs it), or set EDGEBENCH_PG_BIN")
+                          f"were not found in {', '.join(map(str, candidates)) or '/usr/lib/postgresql/*/bin'} or on "
+                          "PATH: apt-get install postgresql (./quickstart installs it), or set EDGEBENCH_PG_BIN")
 
 
 class PostgresServer:
