@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from harness.results.comparison import Decision, compare
-from harness.results.noise import noise_floors
+from harness.results.noise import noise_floors, series_points
 from harness.results.record import Cell
 from tests.support.synthetic import repeated_samples, synthetic_cell
 
@@ -73,7 +73,7 @@ def test_historical_aa_does_not_fail_and_the_floor_guards_it() -> None:
     plain = _decisions([compare(_runs(rng, 1.0, 5), _runs(rng, 1.0, 5)) for _ in range(200)])
     # without a floor, repeats of one run cannot see the run's own level: A/A would FAIL often
     assert plain[Decision.EXCEEDS] > 20, plain
-    history = [[_runs(rng, 1.0, 3)] for _ in range(30)]
+    history = [point for i in range(30) for point in series_points(f"r{i}", [_runs(rng, 1.0, 3)])]
     floor = noise_floors(history)["d"]
     assert 0.7 * BETWEEN < floor.estimate < 1.3 * BETWEEN and floor.runs == 30
     assert floor.estimate < floor.sigma < 1.3 * floor.estimate  # the upper bound, tight after 30 runs

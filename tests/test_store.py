@@ -24,6 +24,7 @@ import pytest
 from harness.common.errors import EdgebenchError
 from harness.report.render import TREND_RUNS
 from harness.results.record import p50
+from harness.results.noise import series_points
 from harness.results.store import SCHEMA_VERSION, Store, store_path
 from tests.support.cli import run_cli
 from tests.support.postgres import PostgresMissing, PostgresServer, postgres_server
@@ -130,6 +131,18 @@ def test_history_reads_per_cell_summaries_without_samples(store_url: str) -> Non
         (run_id, "nightly", started, "pi-01", "mobilenet", "v0", "ok", p50(cells[0])),
         (run_id, "nightly", started, "pi-01", "mobilenet", "v1", "ok", p50(cells[1])),
         (run_id, "nightly", started, "pi-02", "mobilenet", "v0", "unreachable", None)]
+
+
+def test_series_points_for_noise_floors_are_read_by_the_database(store_url: str) -> None:
+    store = Store(store_url)
+    run_id = store.create_run("nightly", {})
+    cells = _cells(2) + [synthetic_cell("pi-02", "mobilenet", "v0", None, status="unreachable", error="down")]
+    cells[1]["threads"] = None
+    for cell in cells:
+        store.put_cell(run_id, cell)
+    # the same points as computed from the cells in Python (series_points), without reading any sample
+    assert sorted(store.series_points([run_id])) == sorted(series_points(run_id, cells))
+    assert len(list(store.series_points([run_id]))) == 2 and not list(store.series_points([]))
 
 
 def test_history_of_the_newest_runs_counts_every_run(store_url: str) -> None:

@@ -73,5 +73,5 @@ FLOOR_RUNS = 60  # the newest runs a noise floor is learnt from: recent enough t
 
 def floors_from_history(db: Store, run_id: str) -> dict[str, NoiseFloor]:
     """Each device's run-to-run noise floor from the newest stored runs but the one judged."""
-    runs = [r["id"] for r in db.runs() if r["id"] != run_id]
-    return noise_floors(db.cells(r) for r in runs[-FLOOR_RUNS:])
+    runs = [str(r["id"]) for r in db.runs() if r["id"] != run_id]
+    return noise_floors(db.series_points(runs[-FLOOR_RUNS:]))

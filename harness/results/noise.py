@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -27,7 +27,13 @@ from .stats import Z95, chi2_quantile
 MIN_RUNS = 3
 UPPER_BOUND_TAIL = 0.10
 
-SeriesKey = tuple[str, str, str, str, str]
+SeriesKey = tuple[str, str, str, str, str]  # device, model sha256, variant, runtime and version, threads
+
+
+class SeriesPoint(NamedTuple):
+    run_id: str
+    key: SeriesKey
+    p50_ms: float
 
 
 @dataclass(frozen=True)
@@ -52,18 +58,20 @@ def series_key(cell: Cell) -> SeriesKey | None:
             f"{runtime.get('name')} {runtime.get('version')}", str(cell.get("threads")))
 
 
-def noise_floors(history: Iterable[Iterable[Cell]]) -> dict[str, NoiseFloor]:
-    """Per device, from the cells of stored runs (one iterable of cells per run; leave out the run judged)."""
+def series_points(run_id: str, cells: Iterable[Cell]) -> list[SeriesPoint]:
+    """The points a run's cells add to their series (Store.series_points reads the same from the database)."""
+    return [SeriesPoint(run_id, key, median) for cell in cells
+            if (key := series_key(cell)) is not None and (median := p50(cell))]
+
+
+def noise_floors(points: Iterable[SeriesPoint]) -> dict[str, NoiseFloor]:
+    """Per device, from the points of stored runs (leave out the run judged)."""
+    in_run: dict[tuple[SeriesKey, str], list[float]] = {}
+    for point in points:
+        in_run.setdefault((point.key, point.run_id), []).append(math.log(point.p50_ms))
     series: dict[SeriesKey, list[float]] = {}
-    for cells in history:
-        in_run: dict[SeriesKey, list[float]] = {}  # a run's own copies (an A/A run's baseline) are one observation
-        for cell in cells:
-            key = series_key(cell)
-            median = p50(cell)
-            if key is not None and median:
-                in_run.setdefault(key, []).append(math.log(median))
-        for key, logs in in_run.items():
-            series.setdefault(key, []).append(float(np.mean(logs)))
+    for (key, _), logs in in_run.items():  # a run's own copies (an A/A run's baseline) are one observation
+        series.setdefault(key, []).append(float(np.mean(logs)))
     pooled: dict[str, list[tuple[float, int]]] = {}
     for key, logs in series.items():
         if len(logs) >= MIN_RUNS:

@@ -33,6 +33,7 @@ from typing import Any
 from ..common.clock import now_iso, run_id_stamp
 from ..common.errors import EdgebenchError
 from .history import CellSummary, History, RunCounts
+from .noise import SeriesPoint
 from .record import Cell, DeviceRecord, Export, RunHeader, Status, p50
 from .store_db import NO_STORE, Database, PostgresDatabase, SqliteDatabase
 
@@ -221,6 +222,19 @@ class Store:
             counts.setdefault(run_id, [0, 0, 0])[1:] = [int(n), int(ok)]
         ids = None if recent is None else [str(r["id"]) for r in runs[max(0, len(runs) - recent):]]
         return History(runs, {k: RunCounts(*v) for k, v in counts.items()}, self.cell_summaries(ids))
+
+    def series_points(self, run_ids: list[str]) -> Iterator[SeriesPoint]:
+        """The p50 of every ok cell of these runs with what makes two runs comparable (noise floors): the JSON
+        fields are read by the database, so no sample reaches Python."""
+        if not run_ids:
+            return iter(())
+        j = self.db.json_text
+        rows = self.db.query(
+            f"SELECT run_id, device, variant, p50_ms, {j('data', 'model_sha256')}, {j('data', 'runtime', 'name')}, "
+            f"{j('data', 'runtime', 'version')}, {j('data', 'threads')} FROM cells "
+            f"WHERE status='ok' AND p50_ms IS NOT NULL AND run_id IN ({', '.join('?' * len(run_ids))})", run_ids)
+        return (SeriesPoint(run, (device, str(sha), variant, f"{name} {version}", str(threads)), float(p50))
+                for run, device, variant, p50, sha, name, version, threads in rows if sha)
 
     def cell_summaries(self, run_ids: list[str] | None = None) -> Iterator[CellSummary]:
         """One summary per cell (run, label, started_at, device, model, variant, status, p50_ms) of these runs
