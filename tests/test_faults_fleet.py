@@ -150,6 +150,51 @@ def test_devices_returns_when_a_server_stalls_after_authenticating(
     assert status["stalled"]["status"] == "timeout"
 
 
+def within(seconds: float, step: Callable[[], object]) -> BaseException | None:
+    """Run ``step`` on a thread; fail the test if it has not returned after ``seconds`` (it hangs)."""
+    raised: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            step()
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            raised.append(exc)
+
+    thread = threading.Thread(target=call, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"still blocked after {seconds} s"
+    return raised[0] if raised else None
+
+
+def test_every_ssh_step_to_a_server_that_stopped_answering_has_a_deadline(
+        sshd_servers: Callable[..., list[SSHServer]], ssh_home: Path, tmp_path: Path) -> None:
+    from harness.config.inventory import Device
+    from harness.fleet.transport import TransportError
+    from harness.fleet.transport.ssh import SSHTransport
+
+    (server,) = sshd_servers(1)
+    trust(ssh_home, [server])
+    payload = tmp_path / "payload"
+    payload.write_bytes(os.urandom(4 << 20))
+    device = Device(name="dev", host=server.host, port=server.port, user=server.user,
+                    key_file=str(server.client_key_path), workdir=str(server.home / "w"))
+    runs, uploads, kills = (SSHTransport(device, connect_timeout=2, command_timeout=3) for _ in range(3))
+    for t in (runs, uploads, kills):
+        t.connect()
+    uploads.put(payload, str(server.home / "first"))  # the SFTP session is open and has worked
+    proc = kills.start(["sleep", "60"])
+    for pid in process_tree(server.proc.pid):  # authenticated sessions, then not a word more
+        os.kill(pid, signal.SIGSTOP)
+    for step in (lambda: runs.run(["true"], 60), lambda: uploads.put(payload, str(server.home / "second"))):
+        err = within(15, step)
+        assert isinstance(err, TransportError) and err.status == "timeout", err
+        assert "no answer from the device" in err.message
+    assert within(15, proc.kill) is None
+    for t in (runs, uploads, kills):
+        assert within(5, t.close) is None
+
+
 # -- agent output is untrusted ------------------------------------------------------------------------------
 
 HOSTILE = ["delegate-string", "thermal-string", "huge-int", "deep", "nan", "inf", "negative", "flood"]

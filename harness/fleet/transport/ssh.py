@@ -233,7 +233,7 @@ class SSHTransport(Transport):
                     if os.path.isfile(k)]
         jump = opts.get("proxyjump", "none")
         return Endpoint(label, opts.get("hostname", alias), port, user or opts.get("user") or getpass.getuser(), keys,
-                         [] if jump.lower() == "none" else [j for j in jump.split(",") if j.strip()])
+                        [] if jump.lower() == "none" else [j for j in jump.split(",") if j.strip()])
 
     def _dial(self, config: paramiko.SSHConfig, known: KnownHosts, target: Endpoint,
               depth: int) -> paramiko.SSHClient:
