@@ -278,6 +278,21 @@ def test_a_device_flooding_stdout_is_cut_at_the_cap_and_host_memory_stays_bounde
         assert result["growth_mb"] < 64, result  # 200 MB kept in memory before the cap
 
 
+
+def test_adb_output_is_capped_too(adb_server: str, ssh_home: Path, tmp_path: Path) -> None:
+    from tests.support.adb_device import AdbTestDevice
+
+    phone = AdbTestDevice(tmp_path / "phone")
+    phone.start()
+    try:
+        result = flood(ssh_home, name="phone", transport="adb", serial=phone.serial,
+                       workdir=str(phone.root / "data" / "local" / "tmp" / "edgebench"))
+    finally:
+        phone.stop()
+    assert result["status"] == "invalid_output" and "wrote more than 16 MB on stdout" in result["error"]
+    assert result["growth_mb"] < 64, result
+
+
 # -- the device's work directory is not trusted ---------------------------------------------------------------
 
 
