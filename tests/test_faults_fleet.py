@@ -311,6 +311,11 @@ def test_a_planted_cache_file_is_replaced_and_shared_or_foreign_workdirs_are_ref
     marker = tmp_path / "planted-code-ran"
     trap = workdirs["planted"] / "cache" / f"{sha256_file(agent_zip())}.pyz"
     trap.write_text(f"open({str(marker)!r}, 'w').write('yes')\n")
+    # The right model bytes, but through a symlink to a file someone else can change after the check.
+    elsewhere = tmp_path / "elsewhere.tflite"
+    elsewhere.write_bytes(model.read_bytes())
+    link = workdirs["planted"] / "cache" / f"{sha256_file(model)}.tflite"
+    link.symlink_to(elsewhere)
     workdirs["shared"].chmod(0o777)
     os.chown(workdirs["foreign"], 65534, 65534)
     inv = inventory(tmp_path / "inv.yaml", {name: (s, sys.executable) for name, s in (
@@ -322,6 +327,7 @@ def test_a_planted_cache_file_is_replaced_and_shared_or_foreign_workdirs_are_ref
     got = cells(ssh_home, store)
     assert got[("planted", "mlp")]["status"] == "ok", got[("planted", "mlp")]["error"]
     assert not marker.exists() and sha256_file(trap) == sha256_file(agent_zip())
+    assert not link.is_symlink() and sha256_file(link) == sha256_file(model)
     for name, why in (("shared", "writable by other users (mode drwxrwxrwx"), ("foreign", "owned by user 65534")):
         cell = got[(name, "mlp")]
         assert cell["status"] == "environment_error", cell
