@@ -224,6 +224,23 @@ def test_every_kind_of_malformed_frame_fails_its_own_cell_and_the_run_goes_on(
     assert "NaN" in got[("nan", "mlp")]["error"] and "out of range" in got[("inf", "mlp")]["error"]
 
 
+def test_a_frame_that_would_parse_into_gigabytes_is_refused_before_parsing() -> None:
+    import io
+    import tracemalloc
+
+    from harness.fleet.protocol import ProtocolError, read_frame
+
+    wide = hostile_agent.frame(b'{"schema_version": 1, "type": "hello", "env": ' + b"[" + b"[]," * (6 << 20) + b"[]]}")
+    tracemalloc.start()
+    try:
+        with pytest.raises(ProtocolError, match="more than"):
+            read_frame(io.BytesIO(wide))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 3 * len(wide), peak  # the frame's bytes and its text, not 6 million lists
+
+
 def test_an_agent_that_only_chatters_is_timed_out_from_the_cell_start(
         sshd_servers: Callable[..., list[SSHServer]], ssh_home: Path, model: Path, tmp_path: Path) -> None:
     (server,) = sshd_servers(1)
