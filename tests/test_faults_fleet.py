@@ -7,6 +7,7 @@ badly. Runs that could hang before the fixes run as subprocesses with a hard tim
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -15,14 +16,23 @@ import subprocess
 import sys
 import threading
 import time
+import tracemalloc
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from harness.common.files import sha256_file
+from harness.config.inventory import Device
+from harness.fleet.protocol import ProtocolError, read_frame
+from harness.fleet.shipping import agent_zip
+from harness.fleet.transport import TransportError
+from harness.fleet.transport.ssh import SSHTransport
 from tests.support import hostile_agent
-from tests.support.sshd import SSHServer, process_tree
+from tests.support.adb_device import AdbTestDevice
+from tests.support.cli import run_cli
+from tests.support.sshd import SSHServer, keygen, process_tree
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN = ("--runs", "5", "--min-seconds", "0", "--warmup", "0", "-q")
@@ -130,7 +140,8 @@ def test_a_stalled_and_a_hostile_device_cost_only_their_own_cells(
     got = cells(ssh_home, store)
     assert got[("good", "mlp")]["status"] == "ok"
     assert got[("stalled", "mlp")]["status"] == "timeout", got[("stalled", "mlp")]["error"]
-    assert "no answer" in got[("stalled", "mlp")]["error"]
+    # Where the stall catches the client varies: a request unanswered, or the started command silent.
+    assert any(why in got[("stalled", "mlp")]["error"] for why in ("no answer", "did not start within"))
     assert got[("hostile", "mlp")]["status"] == "invalid_output"
     assert "delegate must be a mapping" in got[("hostile", "mlp")]["error"]
     gate = re.search(r"gate (PASS|WARN): 0 failed, (\d+) warned, (\d+) passed", out)  # on the stored run
@@ -171,10 +182,6 @@ def within(seconds: float, step: Callable[[], object]) -> BaseException | None:
 
 def test_every_ssh_step_to_a_server_that_stopped_answering_has_a_deadline(
         sshd_servers: Callable[..., list[SSHServer]], ssh_home: Path, tmp_path: Path) -> None:
-    from harness.config.inventory import Device
-    from harness.fleet.transport import TransportError
-    from harness.fleet.transport.ssh import SSHTransport
-
     (server,) = sshd_servers(1)
     trust(ssh_home, [server])
     payload = tmp_path / "payload"
@@ -227,11 +234,6 @@ def test_every_kind_of_malformed_frame_fails_its_own_cell_and_the_run_goes_on(
 
 
 def test_a_frame_that_would_parse_into_gigabytes_is_refused_before_parsing() -> None:
-    import io
-    import tracemalloc
-
-    from harness.fleet.protocol import ProtocolError, read_frame
-
     wide = hostile_agent.frame(b'{"schema_version": 1, "type": "hello", "env": ' + b"[" + b"[]," * (6 << 20) + b"[]]}")
     tracemalloc.start()
     try:
@@ -299,8 +301,6 @@ def test_a_device_flooding_stdout_is_cut_at_the_cap_and_host_memory_stays_bounde
 
 
 def test_adb_output_is_capped_too(adb_server: str, ssh_home: Path, tmp_path: Path) -> None:
-    from tests.support.adb_device import AdbTestDevice
-
     phone = AdbTestDevice(tmp_path / "phone")
     phone.start()
     try:
@@ -317,9 +317,6 @@ def test_adb_output_is_capped_too(adb_server: str, ssh_home: Path, tmp_path: Pat
 
 def test_a_planted_cache_file_is_replaced_and_shared_or_foreign_workdirs_are_refused(
         sshd_servers: Callable[..., list[SSHServer]], ssh_home: Path, model: Path, tmp_path: Path) -> None:
-    from harness.common.files import sha256_file
-    from harness.fleet.shipping import agent_zip
-
     planted, shared, foreign = sshd_servers(3)
     trust(ssh_home, [planted, shared, foreign])
     workdirs = {name: s.home / "edgebench" for name, s in (("planted", planted), ("shared", shared),
@@ -371,8 +368,6 @@ def test_new_work_directories_are_private(sshd_servers: Callable[..., list[SSHSe
 
 def test_loose_private_keys_are_refused_and_errors_name_keys_by_file_name_only(
         sshd_servers: Callable[..., list[SSHServer]], ssh_home: Path, model: Path, tmp_path: Path) -> None:
-    from tests.support.sshd import keygen
-
     loose_server, wrong_server = sshd_servers(2)
     trust(ssh_home, [loose_server, wrong_server])
     keys = tmp_path / "secret-key-dir"
@@ -416,8 +411,6 @@ TOOL_GARBAGE = {"init-dash": ("Init: 9231", "Init: -"), "overflow": ("avg=1455",
 
 
 def test_unparsable_benchmark_model_output_is_an_invalid_output_cell(model: Path, tmp_path: Path) -> None:
-    from tests.support.cli import run_cli
-
     lines = ["all:", "  hosts:"]
     for name, (good, bad) in {"fine": ("", ""), **TOOL_GARBAGE}.items():
         tool = tmp_path / f"benchmark_model-{name}"
