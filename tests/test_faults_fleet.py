@@ -161,6 +161,9 @@ def test_devices_returns_when_a_server_stalls_after_authenticating(
     status = {d["name"]: d for d in json.loads(out)["devices"]}
     assert status["good"]["status"] == "ok"
     assert status["stalled"]["status"] == "timeout"
+    code, out, err, seconds = edgebench(ssh_home, "devices", "purge", "--inventory", inv)
+    assert code == 3 and "stalled: unreachable" in out and seconds < 60, out + err  # a row, not a traceback
+    assert not (good.home / ".cache" / "edgebench" / "cache").exists()
 
 
 def within(seconds: float, step: Callable[[], object]) -> BaseException | None:
