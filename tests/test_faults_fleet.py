@@ -173,7 +173,7 @@ def within(seconds: float, step: Callable[[], object]) -> BaseException | None:
     def call() -> None:
         try:
             step()
-        except BaseException as exc:  # noqa: BLE001 - handed to the test
+        except BaseException as exc:  # handed to the test
             raised.append(exc)
 
     thread = threading.Thread(target=call, daemon=True)

@@ -6,7 +6,8 @@ so an interrupted upload never leaves a file that looks complete.
 
 A device's work directory is not trusted for its file names alone: before every
 run the files already cached are hashed on the device, and one whose content
-does not match its name is removed and sent again. The directory is created
+does not match its name (or a symlink, or another user's file) is removed and
+sent again. The directory is created
 private (umask 077), and one that another user owns or can write to is refused:
 anyone who could write there could replace what edgebench executes.
 """
