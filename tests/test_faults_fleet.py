@@ -7,21 +7,32 @@ badly. Runs that could hang before the fixes run as subprocesses with a hard tim
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import threading
 import time
+import tracemalloc
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from harness.common.files import sha256_file
+from harness.config.inventory import Device
+from harness.fleet.protocol import ProtocolError, read_frame
+from harness.fleet.shipping import agent_zip
+from harness.fleet.transport import TransportError
+from harness.fleet.transport.ssh import SSHTransport
 from tests.support import hostile_agent
-from tests.support.sshd import SSHServer, process_tree
+from tests.support.adb_device import AdbTestDevice
+from tests.support.cli import run_cli
+from tests.support.sshd import SSHServer, keygen, process_tree
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN = ("--runs", "5", "--min-seconds", "0", "--warmup", "0", "-q")
@@ -129,10 +140,12 @@ def test_a_stalled_and_a_hostile_device_cost_only_their_own_cells(
     got = cells(ssh_home, store)
     assert got[("good", "mlp")]["status"] == "ok"
     assert got[("stalled", "mlp")]["status"] == "timeout", got[("stalled", "mlp")]["error"]
-    assert "no answer" in got[("stalled", "mlp")]["error"]
+    # Where the stall catches the client varies: a request unanswered, or the started command silent.
+    assert any(why in got[("stalled", "mlp")]["error"] for why in ("no answer", "did not start within"))
     assert got[("hostile", "mlp")]["status"] == "invalid_output"
     assert "delegate must be a mapping" in got[("hostile", "mlp")]["error"]
-    assert "PASS" in out.upper() and "p50" in out  # the gate ran on the stored run
+    gate = re.search(r"gate (PASS|WARN): 0 failed, (\d+) warned, (\d+) passed", out)  # on the stored run
+    assert gate and int(gate[2]) + int(gate[3]) == 1, out  # the good device's cell held its budget
 
 
 def test_devices_returns_when_a_server_stalls_after_authenticating(
@@ -148,6 +161,50 @@ def test_devices_returns_when_a_server_stalls_after_authenticating(
     status = {d["name"]: d for d in json.loads(out)["devices"]}
     assert status["good"]["status"] == "ok"
     assert status["stalled"]["status"] == "timeout"
+    code, out, err, seconds = edgebench(ssh_home, "devices", "purge", "--inventory", inv)
+    assert code == 3 and "stalled: unreachable" in out and seconds < 60, out + err  # a row, not a traceback
+    assert not (good.home / ".cache" / "edgebench" / "cache").exists()
+
+
+def within(seconds: float, step: Callable[[], object]) -> BaseException | None:
+    """Run ``step`` on a thread; fail the test if it has not returned after ``seconds`` (it hangs)."""
+    raised: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            step()
+        except BaseException as exc:  # handed to the test
+            raised.append(exc)
+
+    thread = threading.Thread(target=call, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"still blocked after {seconds} s"
+    return raised[0] if raised else None
+
+
+def test_every_ssh_step_to_a_server_that_stopped_answering_has_a_deadline(
+        sshd_servers: Callable[..., list[SSHServer]], ssh_home: Path, tmp_path: Path) -> None:
+    (server,) = sshd_servers(1)
+    trust(ssh_home, [server])
+    payload = tmp_path / "payload"
+    payload.write_bytes(os.urandom(4 << 20))
+    device = Device(name="dev", host=server.host, port=server.port, user=server.user,
+                    key_file=str(server.client_key_path), workdir=str(server.home / "w"))
+    runs, uploads, kills = (SSHTransport(device, connect_timeout=2, command_timeout=3) for _ in range(3))
+    for t in (runs, uploads, kills):
+        t.connect()
+    uploads.put(payload, str(server.home / "first"))  # the SFTP session is open and has worked
+    proc = kills.start(["sleep", "60"])
+    for pid in process_tree(server.proc.pid):  # authenticated sessions, then not a word more
+        os.kill(pid, signal.SIGSTOP)
+    for step in (lambda: runs.run(["true"], 60), lambda: uploads.put(payload, str(server.home / "second"))):
+        err = within(15, step)
+        assert isinstance(err, TransportError) and err.status == "timeout", err
+        assert "no answer from the device" in err.message
+    assert within(15, proc.kill) is None
+    for t in (runs, uploads, kills):
+        assert within(5, t.close) is None
 
 
 # -- agent output is untrusted ------------------------------------------------------------------------------
@@ -177,6 +234,18 @@ def test_every_kind_of_malformed_frame_fails_its_own_cell_and_the_run_goes_on(
     assert "out of range" in got[("negative", "mlp")]["error"]
     assert "digits" in got[("huge-int", "mlp")]["error"]
     assert "NaN" in got[("nan", "mlp")]["error"] and "out of range" in got[("inf", "mlp")]["error"]
+
+
+def test_a_frame_that_would_parse_into_gigabytes_is_refused_before_parsing() -> None:
+    wide = hostile_agent.frame(b'{"schema_version": 1, "type": "hello", "env": ' + b"[" + b"[]," * (6 << 20) + b"[]]}")
+    tracemalloc.start()
+    try:
+        with pytest.raises(ProtocolError, match="more than"):
+            read_frame(io.BytesIO(wide))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 3 * len(wide), peak  # the frame's bytes and its text, not 6 million lists
 
 
 def test_an_agent_that_only_chatters_is_timed_out_from_the_cell_start(
@@ -233,14 +302,24 @@ def test_a_device_flooding_stdout_is_cut_at_the_cap_and_host_memory_stays_bounde
         assert result["growth_mb"] < 64, result  # 200 MB kept in memory before the cap
 
 
+
+def test_adb_output_is_capped_too(adb_server: str, ssh_home: Path, tmp_path: Path) -> None:
+    phone = AdbTestDevice(tmp_path / "phone")
+    phone.start()
+    try:
+        result = flood(ssh_home, name="phone", transport="adb", serial=phone.serial,
+                       workdir=str(phone.root / "data" / "local" / "tmp" / "edgebench"))
+    finally:
+        phone.stop()
+    assert result["status"] == "invalid_output" and "wrote more than 16 MB on stdout" in result["error"]
+    assert result["growth_mb"] < 64, result
+
+
 # -- the device's work directory is not trusted ---------------------------------------------------------------
 
 
 def test_a_planted_cache_file_is_replaced_and_shared_or_foreign_workdirs_are_refused(
         sshd_servers: Callable[..., list[SSHServer]], ssh_home: Path, model: Path, tmp_path: Path) -> None:
-    from harness.common.files import sha256_file
-    from harness.fleet.shipping import agent_zip
-
     planted, shared, foreign = sshd_servers(3)
     trust(ssh_home, [planted, shared, foreign])
     workdirs = {name: s.home / "edgebench" for name, s in (("planted", planted), ("shared", shared),
@@ -251,6 +330,11 @@ def test_a_planted_cache_file_is_replaced_and_shared_or_foreign_workdirs_are_ref
     marker = tmp_path / "planted-code-ran"
     trap = workdirs["planted"] / "cache" / f"{sha256_file(agent_zip())}.pyz"
     trap.write_text(f"open({str(marker)!r}, 'w').write('yes')\n")
+    # The right model bytes, but through a symlink to a file someone else can change after the check.
+    elsewhere = tmp_path / "elsewhere.tflite"
+    elsewhere.write_bytes(model.read_bytes())
+    link = workdirs["planted"] / "cache" / f"{sha256_file(model)}.tflite"
+    link.symlink_to(elsewhere)
     workdirs["shared"].chmod(0o777)
     os.chown(workdirs["foreign"], 65534, 65534)
     inv = inventory(tmp_path / "inv.yaml", {name: (s, sys.executable) for name, s in (
@@ -262,6 +346,7 @@ def test_a_planted_cache_file_is_replaced_and_shared_or_foreign_workdirs_are_ref
     got = cells(ssh_home, store)
     assert got[("planted", "mlp")]["status"] == "ok", got[("planted", "mlp")]["error"]
     assert not marker.exists() and sha256_file(trap) == sha256_file(agent_zip())
+    assert not link.is_symlink() and sha256_file(link) == sha256_file(model)
     for name, why in (("shared", "writable by other users (mode drwxrwxrwx"), ("foreign", "owned by user 65534")):
         cell = got[(name, "mlp")]
         assert cell["status"] == "environment_error", cell
@@ -286,8 +371,6 @@ def test_new_work_directories_are_private(sshd_servers: Callable[..., list[SSHSe
 
 def test_loose_private_keys_are_refused_and_errors_name_keys_by_file_name_only(
         sshd_servers: Callable[..., list[SSHServer]], ssh_home: Path, model: Path, tmp_path: Path) -> None:
-    from tests.support.sshd import keygen
-
     loose_server, wrong_server = sshd_servers(2)
     trust(ssh_home, [loose_server, wrong_server])
     keys = tmp_path / "secret-key-dir"
@@ -331,8 +414,6 @@ TOOL_GARBAGE = {"init-dash": ("Init: 9231", "Init: -"), "overflow": ("avg=1455",
 
 
 def test_unparsable_benchmark_model_output_is_an_invalid_output_cell(model: Path, tmp_path: Path) -> None:
-    from tests.support.cli import run_cli
-
     lines = ["all:", "  hosts:"]
     for name, (good, bad) in {"fine": ("", ""), **TOOL_GARBAGE}.items():
         tool = tmp_path / f"benchmark_model-{name}"

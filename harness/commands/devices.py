@@ -139,9 +139,12 @@ def setup_device(device: Device, runtime: str, trust_new_hosts: bool = False) ->
         major_minor = tuple(int(x) for x in (env.get("python") or "0.0").split(".")[:2])
         runtime = "ai_edge_litert" if major_minor >= (3, 10) and env.get("arch") in ("x86_64", "aarch64") \
             else "tflite_runtime"
-    with make_transport(device, trust_new_hosts=trust_new_hosts) as t:
-        venv = t.home().rstrip("/") + "/venv"
-        done = t.run(["sh", "-c", _SETUP, "sh", device.python, venv, *RUNTIME_PACKAGES[runtime]], 1800)
+    try:
+        with make_transport(device, trust_new_hosts=trust_new_hosts) as t:
+            venv = t.home().rstrip("/") + "/venv"
+            done = t.run(["sh", "-c", _SETUP, "sh", device.python, venv, *RUNTIME_PACKAGES[runtime]], 1800)
+    except TransportError as exc:  # e.g. the device stopped answering: its row says so, the others go on
+        return {"name": device.name, "status": exc.status, "runtime": runtime, "venv": None, "error": exc.message}
     ok = done.code == 0
     return {"name": device.name, "status": Status.OK if ok else Status.SETUP_FAILED, "runtime": runtime,
             "venv": f"{venv}/bin/python" if ok else None,
@@ -162,9 +165,15 @@ def cmd_setup(*, inventory: Path | None = None, devices: str | None = None, runt
     return ExitCode.OK if all(r["status"] == Status.OK for r in results) else ExitCode.CELL_FAILURES
 
 
-def cmd_purge(*, inventory: Path | None = None, devices: str | None = None, trust_new_hosts: bool = False) -> int:
+def cmd_purge(*, inventory: Path | None = None, devices: str | None = None, trust_new_hosts: bool = False,
+              stream: TextIO | None = None) -> int:
+    failed = False
     for device in default_inventory(inventory).select(devices):
-        with make_transport(device, trust_new_hosts=trust_new_hosts) as t:
-            purge(t)
-    return ExitCode.OK
+        try:
+            with make_transport(device, trust_new_hosts=trust_new_hosts) as t:
+                purge(t)
+        except TransportError as exc:
+            print(f"{device.name}: {exc.status.value}: {exc.message}", file=out(stream))
+            failed = True
+    return ExitCode.CELL_FAILURES if failed else ExitCode.OK
 

@@ -21,6 +21,13 @@ from ..results.record import Accuracy, Measured, Runtime, Status
 from .frame_schema import FrameError, check_frame
 
 
+# A frame of MAX_FRAME_BYTES could parse into ~20x its size in Python objects ("[[],[],...]"): the counts of
+# containers and values are bounded before parsing. The largest real frames (MAX_SAMPLES samples and their
+# times, telemetry readings, tensors) stay well inside.
+MAX_CONTAINERS = 1_000_000
+MAX_VALUES = 4_000_000
+
+
 class ProtocolError(Exception):
     """The agent said something that is not a valid frame: its cells become invalid_output."""
 
@@ -60,6 +67,8 @@ def read_frame(stream: IO[bytes]) -> dict[str, Any] | None:
     data = stream.read(size + 1)
     if len(data) != size + 1 or data[-1:] != b"\n":
         raise ProtocolError("frame truncated (agent or connection died mid-frame)")
+    if data.count(b"{") + data.count(b"[") > MAX_CONTAINERS or data.count(b",") > MAX_VALUES:
+        raise ProtocolError(f"frame holds more than {MAX_CONTAINERS} objects or {MAX_VALUES} values")
     try:
         obj = json.loads(data[:-1].decode("utf-8"), parse_constant=_reject_constant, parse_float=_float,
                          parse_int=_int)

@@ -6,7 +6,8 @@ so an interrupted upload never leaves a file that looks complete.
 
 A device's work directory is not trusted for its file names alone: before every
 run the files already cached are hashed on the device, and one whose content
-does not match its name is removed and sent again. The directory is created
+does not match its name (or a symlink, or another user's file) is removed and
+sent again. The directory is created
 private (umask 077), and one that another user owns or can write to is refused:
 anyone who could write there could replace what edgebench executes.
 """
@@ -28,21 +29,27 @@ from ..results.record import Status
 from .transport import Transport, TransportError
 
 COMMAND_TIMEOUT_S = 120.0
-# $1 is the work directory, then pairs of (sha256, name): prints "ok NAME" for each cached file whose
-# content matches, after checking that only this user can write to the directory and its cache.
+# $1 is the work directory, then pairs of (sha256, name): prints "ok NAME" for each cached file whose content
+# matches and that only this user can change, after checking the same of the directory and its cache.
+# Anything else under an expected name (a symlink, another user's file, other content) is removed.
 _VERIFY = r"""umask 077
 home=$1; shift
 mkdir -p "$home/cache" || exit 1
-private() {
-  [ -d "$1" ] && [ ! -h "$1" ] || { echo "unsafe: $1 is not a directory"; return 1; }
+owned() {
   set -- "$1" $(ls -ldn -- "$1")
   case "$2" in ?????w*|????????w*) echo "unsafe: $1 is writable by other users (mode $2)"; return 1;; esac
   [ "$4" = "$(id -u)" ] || { echo "unsafe: $1 is owned by user $4, not by this user ($(id -u))"; return 1; }
 }
+private() {
+  [ -d "$1" ] && [ ! -h "$1" ] || { echo "unsafe: $1 is not a directory"; return 1; }
+  owned "$1"
+}
 private "$home" && private "$home/cache" || exit 3
 while [ $# -ge 2 ]; do
-  if [ -f "$home/cache/$2" ]; then
-    if [ "$(sha256sum "$home/cache/$2" | cut -d' ' -f1)" = "$1" ]; then echo "ok $2"; else rm -f "$home/cache/$2"; fi
+  f="$home/cache/$2"
+  if [ -e "$f" ] || [ -h "$f" ]; then
+    if [ -f "$f" ] && [ ! -h "$f" ] && owned "$f" >/dev/null && [ "$(sha256sum "$f" | cut -d' ' -f1)" = "$1" ]
+    then echo "ok $2"; else rm -rf "$f"; fi
   fi
   shift 2
 done

@@ -10,7 +10,7 @@ which reads the job and answers each cell the way MODE says:
     deep             an object nested 100 000 levels deep
     nan / inf        NaN, and a number that parses as infinity (1e999)
     negative         negative durations and memory
-    chatter          harmless hello frames forever, never a result
+    chatter          harmless hello and probe frames forever, never a result
     flood            200 MB of garbage on stdout
 """
 
@@ -77,7 +77,7 @@ def main() -> int:
     out.flush()
     if mode == "chatter":
         while True:
-            out.write(hello)
+            out.write(hello + obj(type="probe"))
             out.flush()
             time.sleep(0.2)
     for cell in job["cells"]:

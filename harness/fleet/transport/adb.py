@@ -162,7 +162,8 @@ class AdbTransport(Transport):
         sends SIGHUP to the shell when the host hangs up, and the job would run on and load the phone.
         """
         err, pid = shlex.quote(files["err"]), shlex.quote(files["pid"])
-        return (f"mkdir -p {shlex.quote(self._scratch())} 2>/dev/null; {_q(argv)} {stdin} 2>{err} & "
+        # umask 077: the work directory is private (see shipping.py), whichever command creates it first
+        return (f"(umask 077; mkdir -p {shlex.quote(self._scratch())}) 2>/dev/null; {_q(argv)} {stdin} 2>{err} & "
                 f'echo "$$ $!" >{pid}; wait $!; r=$?')
 
     def _end_job(self, files: dict[str, str]) -> str:

@@ -42,6 +42,17 @@ def too_much_output(what: str) -> TransportError:
                                                  "output cut there and the command killed")
 
 
+def feed(stream: IO[bytes], data: bytes) -> None:
+    """Write a command's input and close it; run on a thread, since a command that writes before it reads would
+    otherwise block both sides."""
+    try:
+        if data:
+            stream.write(data)
+        stream.close()
+    except Exception:  # OSError, EOFError, paramiko's SSHException: the command exited without reading its
+        pass  # input, and its exit code tells the story
+
+
 class Capture:
     """Reads a stream to its end on a thread, keeping at most ``limit`` bytes: the head, where more is an
     error (``overflow`` is set and reading stops), or with ``tail`` the last bytes (stderr)."""

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from .base import (MAX_OUTPUT_BYTES, STDERR_KEEP_BYTES, Capture, CommandResult, RemoteProcess, Transport,
-                   TransportError, too_much_output)
+                   TransportError, feed, too_much_output)
 
 
 def run_capped(argv: list[str], timeout: float, stdin: bytes = b"", what: str | None = None) -> CommandResult:
@@ -27,7 +27,8 @@ def run_capped(argv: list[str], timeout: float, stdin: bytes = b"", what: str | 
     assert popen.stdout is not None and popen.stderr is not None
     out, err = Capture(popen.stdout, MAX_OUTPUT_BYTES), Capture(popen.stderr, STDERR_KEEP_BYTES, tail=True)
     if stdin:
-        threading.Thread(target=_feed, args=(popen, stdin), daemon=True).start()
+        assert popen.stdin is not None
+        threading.Thread(target=feed, args=(popen.stdin, stdin), daemon=True).start()
     deadline = time.monotonic() + timeout
     code = None
     while code is None and not out.overflow.is_set() and time.monotonic() < deadline:
@@ -44,15 +45,6 @@ def run_capped(argv: list[str], timeout: float, stdin: bytes = b"", what: str | 
     if not ended:
         raise TransportError("timeout", f"{what} did not finish in {timeout:g} s")
     return CommandResult(popen.returncode, out.data(), err.data())
-
-
-def _feed(popen: subprocess.Popen[bytes], data: bytes) -> None:
-    assert popen.stdin is not None
-    try:
-        popen.stdin.write(data)
-        popen.stdin.close()
-    except OSError:
-        pass  # the program exited without reading its input; its exit code tells the story
 
 
 def _kill_group(popen: subprocess.Popen[bytes]) -> None:

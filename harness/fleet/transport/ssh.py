@@ -40,7 +40,7 @@ import paramiko
 
 from ...config.inventory import Device
 from .base import (MAX_OUTPUT_BYTES, STDERR_KEEP_BYTES, Capture, CommandResult, RemoteProcess, Transport,
-                   TransportError, Watchdog, too_much_output)
+                   TransportError, Watchdog, feed, too_much_output)
 from .hostkeys import HostKeyPolicy, KnownHosts, transport_preferring
 from .sshkeys import Endpoint, default_keys, key_label, private_key, scrub_key_paths, split_jump
 
@@ -233,7 +233,7 @@ class SSHTransport(Transport):
                     if os.path.isfile(k)]
         jump = opts.get("proxyjump", "none")
         return Endpoint(label, opts.get("hostname", alias), port, user or opts.get("user") or getpass.getuser(), keys,
-                         [] if jump.lower() == "none" else [j for j in jump.split(",") if j.strip()])
+                        [] if jump.lower() == "none" else [j for j in jump.split(",") if j.strip()])
 
     def _dial(self, config: paramiko.SSHConfig, known: KnownHosts, target: Endpoint,
               depth: int) -> paramiko.SSHClient:
@@ -358,8 +358,7 @@ class SSHTransport(Transport):
     def run(self, argv: list[str], timeout: float, stdin: bytes = b"") -> CommandResult:
         proc = self._start(argv, STDERR_KEEP_BYTES)
         out = Capture(proc.stdout, MAX_OUTPUT_BYTES)
-        # Fed on a thread: a command that writes before it reads would otherwise block both sides.
-        threading.Thread(target=_feed, args=(proc.stdin, stdin), daemon=True).start()
+        threading.Thread(target=feed, args=(proc.stdin, stdin), daemon=True).start()
         deadline = time.monotonic() + timeout
         code = None
         while code is None and not out.overflow.is_set() and time.monotonic() < deadline:
@@ -404,12 +403,3 @@ class SSHTransport(Transport):
         for client in reversed(self._opened):
             client.close()
         self._opened, self._client, self._sftp = [], None, None
-
-
-def _feed(stdin: IO[bytes], data: bytes) -> None:
-    try:
-        if data:
-            stdin.write(data)
-        stdin.close()
-    except (OSError, EOFError, paramiko.SSHException):
-        pass  # the command exited without reading its input; its exit code tells the story
