@@ -80,10 +80,10 @@ def test_two_controllers_on_one_place_are_serialised(pool: tuple[LabgridLab, lis
     lab, servers, model, log = pool
     inv = _inventory(tmp_path / "inv.yaml", servers[0], sleepy_python(tmp_path / "rt", 100, log),
                      {"board": "labgrid_place: rpi-1"})
-    # each measures for ~6 s: longer than the few labgrid-client calls (~1 s each on a loaded machine) between
+    # each measures for ~10 s: longer than the few labgrid-client calls (1-2 s each on a loaded machine) between
     # one controller's release and the other's start, so a lock released too early would show as an overlap
     runs = [_edgebench("run", "--models", model, "--inventory", inv, "--store", tmp_path / f"{n}.sqlite", *RUN,
-                       "--runs", "60") for n in ("a", "b")]
+                       "--runs", "100") for n in ("a", "b")]
     for proc in runs:
         out, err = proc.communicate(timeout=180)
         assert proc.returncode == 0, out + err
