@@ -7,8 +7,8 @@ interface; its Python client is not a public API), one short call per step:
     wait TOKEN                                   until a free place is allocated to it (at most --lock-timeout)
     -p + acquire              (LG_TOKEN=TOKEN)   the lock itself; prints "acquired place NAME"
     -p NAME env                                  the place's NetworkService: address, username, port
-    -p NAME release-from HOST/USER               frees the place only if this controller holds it
     cancel-reservation TOKEN                     else the reservation keeps the place allocated for 60 s
+    -p NAME release-from HOST/USER               frees the place only if this controller holds it
 
 Identity: the coordinator tells clients apart by HOST/USER (LG_HOSTNAME, LG_USERNAME), and two CI jobs on
 one runner share both; so every controller acquires as ``USER.eb-NS-PID-START`` (pid namespace, process id
@@ -263,6 +263,8 @@ def hold_place(device: Device, lock_timeout_s: float) -> Iterator[Device]:
                       user=str(service.get("username") or device.user or "") or None,
                       port=port if isinstance(port, int) and port > 0 else device.port)
     finally:
+        # Cancel first: the coordinator hands a released place to the next waiting reservation at once only
+        # when no reservation of ours is left on it (else at its next periodic scheduling, up to 15 s later).
+        client.call("cancel-reservation", token, check=False)
         if place is not None:
             client.release(place)
-        client.call("cancel-reservation", token, check=False)
