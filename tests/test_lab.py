@@ -48,9 +48,18 @@ def _export(store: Path) -> dict[str, Any]:
 
 
 def _edgebench(*args: object) -> subprocess.Popen[str]:
-    """`edgebench` as its own process: a controller of its own, as on another CI job."""
+    """`edgebench` as its own process (and process group): a controller of its own, as on another CI job."""
     return subprocess.Popen([sys.executable, "-m", "harness", *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+                            stderr=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)),
+                            start_new_session=True)
+
+
+def _wait_for(condition: Callable[[], bool], proc: subprocess.Popen[str], what: str) -> None:
+    deadline = time.monotonic() + 60
+    while not condition():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, f"never {what}"
+        time.sleep(0.1)
 
 
 @pytest.fixture()
@@ -141,11 +150,7 @@ def test_a_killed_controller_does_not_leave_the_place_locked_for_ever(
                      {"board": "labgrid_place: rpi-1"})
     doomed = _edgebench("run", "--models", model, "--inventory", inv, "--store", tmp_path / "a.sqlite",
                         "--runs", "1000", "--min-seconds", "0", "-q")
-    deadline = time.monotonic() + 60
-    while not (log.exists() and log.read_text()):  # measuring: the place is held
-        assert doomed.poll() is None, doomed.communicate()
-        assert time.monotonic() < deadline, "the controller never started measuring"
-        time.sleep(0.1)
+    _wait_for(lambda: log.exists() and bool(log.read_text()), doomed, "started measuring")
     holder = lab.holder("rpi-1")
     assert holder is not None and ".eb-" in holder  # the controller's own identity
     doomed.send_signal(signal.SIGKILL)
@@ -157,6 +162,32 @@ def test_a_killed_controller_does_not_leave_the_place_locked_for_ever(
     assert result.code == 0, result.err
     assert [c["status"] for c in _export(tmp_path / "b.sqlite")["results"]] == ["ok"]
     assert lab.holder("rpi-1") is None
+
+
+def test_ctrl_c_releases_the_place_while_measuring_and_stops_waiting_for_a_busy_one(
+        pool: tuple[LabgridLab, list[SSHServer], Path, Path], tmp_path: Path) -> None:
+    lab, servers, model, log = pool
+    inv = _inventory(tmp_path / "inv.yaml", servers[0], sleepy_python(tmp_path / "rt", 100, log),
+                     {"board": "labgrid_place: rpi-1"})
+    measuring = _edgebench("run", "--models", model, "--inventory", inv, "--store", tmp_path / "a.sqlite",
+                           "--runs", "30", "--min-seconds", "0")
+    _wait_for(lambda: log.exists() and bool(log.read_text()), measuring, "started measuring")
+    os.killpg(measuring.pid, signal.SIGINT)  # Ctrl-C in a terminal: the whole foreground process group
+    _, err = measuring.communicate(timeout=120)
+    assert measuring.returncode == 130 and "--resume" in err, err
+    assert lab.holder("rpi-1") is None
+
+    lab.client("-p", "rpi-1", "acquire", user="alice")
+    waiting = _edgebench("run", "--models", model, "--inventory", inv, "--store", tmp_path / "b.sqlite",
+                         "--lock-timeout", "10m")
+    _wait_for(lambda: ".eb-" in lab.client("reservations").stdout, waiting, "reserved the place")
+    t0 = time.monotonic()
+    os.killpg(waiting.pid, signal.SIGINT)
+    _, err = waiting.communicate(timeout=120)
+    assert waiting.returncode == 130, err
+    assert time.monotonic() - t0 < 30  # not the 10 minutes of --lock-timeout
+    assert ".eb-" not in lab.client("reservations").stdout  # its reservation is cancelled
+    assert lab.holder("rpi-1") == "testhost/alice"
 
 
 def test_devices_lists_labgrid_places_with_who_holds_them(pool: tuple[LabgridLab, list[SSHServer], Path, Path],

@@ -22,7 +22,7 @@ that identity's reservations). Any other stale lock is cleared by hand:
 ``edgebench devices``).
 
 labgrid-client runs in its own session so that Ctrl-C reaches edgebench only: edgebench then stops waiting
-(``interrupt``), and releases and cancels what it holds.
+(``interrupted``), and releases and cancels what it holds.
 """
 
 from __future__ import annotations
@@ -54,9 +54,14 @@ _IDENTITY = re.compile(r"\.eb-(\d+)-(\d+)-(\d+)$")
 _stop = threading.Event()
 
 
-def interrupt() -> None:
-    """Ctrl-C: every controller thread stops waiting for a place (and releases what it holds)."""
+@contextmanager
+def interrupted() -> Iterator[None]:
+    """Ctrl-C: while this lasts, every controller thread stops waiting for a place (and releases what it holds)."""
     _stop.set()
+    try:
+        yield
+    finally:
+        _stop.clear()
 
 
 def _start_ticks(pid: int) -> int | None:
