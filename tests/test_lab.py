@@ -219,3 +219,25 @@ def test_only_dead_controllers_of_this_host_and_pid_namespace_count_as_stale() -
     places = parse_places("Place 'p':\n  tags: board=rpi4, lab=b2\n  matches:\n    e/g/NetworkService\n"
                           "  acquired: h/u\n  acquired resources:\n    e/g/NetworkService/NetworkService\n")
     assert places == [Place("p", {"board": "rpi4", "lab": "b2"}, "h/u")]
+
+
+def test_an_unreachable_coordinator_makes_the_cells_unreachable_naming_it(tmp_path: Path, ssh_home: Path) -> None:
+    inv = tmp_path / "inv.yaml"
+    inv.write_text("all:\n  hosts:\n    board: {labgrid_place: rpi-1, labgrid_coordinator: '127.0.0.1:1'}\n")
+    result = run_cli("run", "--models", stand_in_model(tmp_path / "m.tflite"), "--inventory", inv,
+                     "--store", tmp_path / "s.sqlite", "-q")
+    assert result.code == 3, result.err
+    cell, = _export(tmp_path / "s.sqlite")["results"]
+    assert cell["status"] == "unreachable" and "labgrid coordinator 127.0.0.1:1 unreachable" in cell["error"]
+
+
+@pytest.mark.parametrize("line, words", [
+    ("labgrid_tags: [rpi4]", "labgrid_tags in host 'board' must be dict"),
+    ("labgrid_tags: {board: 4}", "must map tag names to strings"),
+    ("labgrid_place: [rpi-1]", "labgrid_place in host 'board' must be str"),
+])
+def test_labgrid_keys_are_checked_naming_the_line(tmp_path: Path, line: str, words: str) -> None:
+    inv = tmp_path / "inv.yaml"
+    inv.write_text(f"all:\n  hosts:\n    board:\n      {line}\n")
+    result = run_cli("devices", "--inventory", inv)
+    assert result.code == 2 and f"{inv}:4" in result.err and words in result.err, result.err

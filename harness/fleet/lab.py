@@ -167,9 +167,11 @@ class Client:
             raise TransportError(Status.UNREACHABLE, f"labgrid-client {args[-1]} got no answer from the "
                                                      f"coordinator {self.coordinator or '(default)'}") from None
         if check and done.returncode != 0:
-            status = Status.UNREACHABLE if "connect" in done.stderr.lower() else Status.ENVIRONMENT_ERROR
-            raise TransportError(status, f"labgrid-client {' '.join(args)}: "
-                                         f"{(done.stderr.strip() or done.stdout.strip())[-300:]}")
+            said = (done.stderr.strip() or done.stdout.strip())[-300:]
+            if "could not connect to coordinator" in said.lower():
+                raise TransportError(Status.UNREACHABLE, f"labgrid coordinator {self.coordinator or '(default)'} "
+                                                         f"unreachable (LG_COORDINATOR, labgrid_coordinator): {said}")
+            raise TransportError(Status.ENVIRONMENT_ERROR, f"labgrid-client {' '.join(args)}: {said}")
         return done.stdout
 
     def places(self) -> list[Place]:
