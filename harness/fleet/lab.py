@@ -221,6 +221,11 @@ def _filters(device: Device) -> dict[str, str]:
     return {"name": device.labgrid_place} if device.labgrid_place else dict(device.labgrid_tags)
 
 
+def _spec(wanted: dict[str, str]) -> list[str]:
+    """labgrid's filter syntax: name=rpi-07, board=rpi4 ..."""
+    return [f"{k}={v}" for k, v in wanted.items()]
+
+
 def _network_service(client: Client, place: str) -> dict[str, object]:
     env = yaml.safe_load(client.call("-p", place, "env")) or {}
     for resource in (env.get("targets", {}).get(place) or {}).get("resources") or []:
@@ -232,10 +237,9 @@ def _network_service(client: Client, place: str) -> dict[str, object]:
 
 def _busy(client: Client, wanted: dict[str, str], waited: float) -> TransportError:
     places = [p for p in client.places() if p.matches(wanted)]
-    what = " ".join(f"{k}={v}" for k, v in wanted.items())
     held = "; ".join(f"{p.name} {p.state}" for p in places) or "no such place"
-    return TransportError(Status.DEVICE_BUSY, f"no labgrid place {what} became free in {waited:g} s "
-                                              f"(--lock-timeout): {held}")
+    return TransportError(Status.DEVICE_BUSY, f"no labgrid place {' '.join(_spec(wanted))} became free in "
+                                              f"{waited:g} s (--lock-timeout): {held}")
 
 
 @contextmanager
@@ -253,10 +257,10 @@ def hold_place(device: Device, lock_timeout_s: float) -> Iterator[Device]:
     wanted = _filters(device)
     places = [p for p in client.places() if p.matches(wanted)]
     if not places:
-        raise TransportError(Status.ENVIRONMENT_ERROR, "no labgrid place " + " ".join(f"{k}={v}" for k, v in
-                                                                                   wanted.items()))
+        raise TransportError(Status.ENVIRONMENT_ERROR, f"no labgrid place {' '.join(_spec(wanted))} on the "
+                                                       f"coordinator {client.coordinator or '(default)'}")
     client.clear_stale(places)
-    token = client.call("reserve", "--shell", *(f"{k}={v}" for k, v in wanted.items())).split("=", 1)[-1].strip()
+    token = client.call("reserve", "--shell", *_spec(wanted)).split("=", 1)[-1].strip()  # "export LG_TOKEN=..."
     place: str | None = device.labgrid_place
     try:
         if not client.wait(token, lock_timeout_s):
@@ -265,9 +269,9 @@ def hold_place(device: Device, lock_timeout_s: float) -> Iterator[Device]:
             raise _busy(client, wanted, lock_timeout_s)
         place = client.call("-p", "+", "acquire", token=token).strip().rsplit(" ", 1)[-1]
         service = _network_service(client, place)
-        port = service.get("port")
+        port, user = service.get("port"), service.get("username")
         yield replace(device, transport="ssh", host=str(service["address"]), labgrid_place=place,
-                      user=str(service.get("username") or device.user or "") or None,
+                      user=str(user) if user else device.user,
                       port=port if isinstance(port, int) and port > 0 else device.port)
     finally:
         # Cancel first: the coordinator hands a released place to the next waiting reservation at once only
