@@ -125,17 +125,3 @@ class RunPolicy:
     trust_new_hosts: bool = False  # accept and record unknown SSH host keys
     ship_failed: bool = False  # also measure variants that failed host validation
     lock_timeout_s: float = 300.0  # wait this long for a labgrid place someone else holds; then device_busy
-
-    @staticmethod
-    def lock_timeout(text: str | None) -> float:
-        """--lock-timeout as seconds (90, 90s, 5m)."""
-        if text is None:
-            return RunPolicy.lock_timeout_s
-        try:
-            seconds = parse_duration(text)
-        except ValueError:
-            seconds = -1.0
-        if seconds < 0:
-            raise EdgebenchError(f"--lock-timeout must be a duration such as 90s or 5m, not {text!r}",
-                                 where="--lock-timeout")
-        return seconds
