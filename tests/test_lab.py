@@ -48,9 +48,18 @@ def _export(store: Path) -> dict[str, Any]:
 
 
 def _edgebench(*args: object) -> subprocess.Popen[str]:
-    """`edgebench` as its own process: a controller of its own, as on another CI job."""
+    """`edgebench` as its own process (and process group): a controller of its own, as on another CI job."""
     return subprocess.Popen([sys.executable, "-m", "harness", *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+                            stderr=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)),
+                            start_new_session=True)
+
+
+def _wait_for(condition: Callable[[], bool], proc: subprocess.Popen[str], what: str) -> None:
+    deadline = time.monotonic() + 60
+    while not condition():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, f"never {what}"
+        time.sleep(0.1)
 
 
 @pytest.fixture()
@@ -80,8 +89,10 @@ def test_two_controllers_on_one_place_are_serialised(pool: tuple[LabgridLab, lis
     lab, servers, model, log = pool
     inv = _inventory(tmp_path / "inv.yaml", servers[0], sleepy_python(tmp_path / "rt", 100, log),
                      {"board": "labgrid_place: rpi-1"})
-    runs = [_edgebench("run", "--models", model, "--inventory", inv, "--store", tmp_path / f"{n}.sqlite", *RUN)
-            for n in ("a", "b")]
+    # each measures for ~10 s: longer than the few labgrid-client calls (1-2 s each on a loaded machine) between
+    # one controller's release and the other's start, so a lock released too early would show as an overlap
+    runs = [_edgebench("run", "--models", model, "--inventory", inv, "--store", tmp_path / f"{n}.sqlite", *RUN,
+                       "--runs", "100") for n in ("a", "b")]
     for proc in runs:
         out, err = proc.communicate(timeout=180)
         assert proc.returncode == 0, out + err
@@ -91,7 +102,7 @@ def test_two_controllers_on_one_place_are_serialised(pool: tuple[LabgridLab, lis
         assert export["devices"][0]["labgrid_place"] == "rpi-1"
         assert export["devices"][0]["host"] == "127.0.0.1"  # from the place's NetworkService
     spans = _intervals(log)
-    assert len(spans) == 2, spans  # one measuring process per controller (11 invokes of 100 ms each)
+    assert len(spans) == 2, spans  # one measuring process per controller
     (_, first_end), (second_start, _) = spans
     assert first_end <= second_start, f"the two controllers measured the board at the same time: {spans}"
     assert lab.holder("rpi-1") is None  # both released
@@ -139,11 +150,7 @@ def test_a_killed_controller_does_not_leave_the_place_locked_for_ever(
                      {"board": "labgrid_place: rpi-1"})
     doomed = _edgebench("run", "--models", model, "--inventory", inv, "--store", tmp_path / "a.sqlite",
                         "--runs", "1000", "--min-seconds", "0", "-q")
-    deadline = time.monotonic() + 60
-    while not (log.exists() and log.read_text()):  # measuring: the place is held
-        assert doomed.poll() is None, doomed.communicate()
-        assert time.monotonic() < deadline, "the controller never started measuring"
-        time.sleep(0.1)
+    _wait_for(lambda: log.exists() and bool(log.read_text()), doomed, "started measuring")
     holder = lab.holder("rpi-1")
     assert holder is not None and ".eb-" in holder  # the controller's own identity
     doomed.send_signal(signal.SIGKILL)
@@ -155,6 +162,32 @@ def test_a_killed_controller_does_not_leave_the_place_locked_for_ever(
     assert result.code == 0, result.err
     assert [c["status"] for c in _export(tmp_path / "b.sqlite")["results"]] == ["ok"]
     assert lab.holder("rpi-1") is None
+
+
+def test_ctrl_c_releases_the_place_while_measuring_and_stops_waiting_for_a_busy_one(
+        pool: tuple[LabgridLab, list[SSHServer], Path, Path], tmp_path: Path) -> None:
+    lab, servers, model, log = pool
+    inv = _inventory(tmp_path / "inv.yaml", servers[0], sleepy_python(tmp_path / "rt", 100, log),
+                     {"board": "labgrid_place: rpi-1"})
+    measuring = _edgebench("run", "--models", model, "--inventory", inv, "--store", tmp_path / "a.sqlite",
+                           "--runs", "30", "--min-seconds", "0")
+    _wait_for(lambda: log.exists() and bool(log.read_text()), measuring, "started measuring")
+    os.killpg(measuring.pid, signal.SIGINT)  # Ctrl-C in a terminal: the whole foreground process group
+    _, err = measuring.communicate(timeout=120)
+    assert measuring.returncode == 130 and "--resume" in err, err
+    assert lab.holder("rpi-1") is None
+
+    lab.client("-p", "rpi-1", "acquire", user="alice")
+    waiting = _edgebench("run", "--models", model, "--inventory", inv, "--store", tmp_path / "b.sqlite",
+                         "--lock-timeout", "10m")
+    _wait_for(lambda: ".eb-" in lab.client("reservations").stdout, waiting, "reserved the place")
+    t0 = time.monotonic()
+    os.killpg(waiting.pid, signal.SIGINT)
+    _, err = waiting.communicate(timeout=120)
+    assert waiting.returncode == 130, err
+    assert time.monotonic() - t0 < 30  # not the 10 minutes of --lock-timeout
+    assert ".eb-" not in lab.client("reservations").stdout  # its reservation is cancelled
+    assert lab.holder("rpi-1") == "testhost/alice"
 
 
 def test_devices_lists_labgrid_places_with_who_holds_them(pool: tuple[LabgridLab, list[SSHServer], Path, Path],
@@ -186,3 +219,25 @@ def test_only_dead_controllers_of_this_host_and_pid_namespace_count_as_stale() -
     places = parse_places("Place 'p':\n  tags: board=rpi4, lab=b2\n  matches:\n    e/g/NetworkService\n"
                           "  acquired: h/u\n  acquired resources:\n    e/g/NetworkService/NetworkService\n")
     assert places == [Place("p", {"board": "rpi4", "lab": "b2"}, "h/u")]
+
+
+def test_an_unreachable_coordinator_makes_the_cells_unreachable_naming_it(tmp_path: Path, ssh_home: Path) -> None:
+    inv = tmp_path / "inv.yaml"
+    inv.write_text("all:\n  hosts:\n    board: {labgrid_place: rpi-1, labgrid_coordinator: '127.0.0.1:1'}\n")
+    result = run_cli("run", "--models", stand_in_model(tmp_path / "m.tflite"), "--inventory", inv,
+                     "--store", tmp_path / "s.sqlite", "-q")
+    assert result.code == 3, result.err
+    cell, = _export(tmp_path / "s.sqlite")["results"]
+    assert cell["status"] == "unreachable" and "labgrid coordinator 127.0.0.1:1 unreachable" in cell["error"]
+
+
+@pytest.mark.parametrize("line, words", [
+    ("labgrid_tags: [rpi4]", "labgrid_tags in host 'board' must be dict"),
+    ("labgrid_tags: {board: 4}", "must map tag names to strings"),
+    ("labgrid_place: [rpi-1]", "labgrid_place in host 'board' must be str"),
+])
+def test_labgrid_keys_are_checked_naming_the_line(tmp_path: Path, line: str, words: str) -> None:
+    inv = tmp_path / "inv.yaml"
+    inv.write_text(f"all:\n  hosts:\n    board:\n      {line}\n")
+    result = run_cli("devices", "--inventory", inv)
+    assert result.code == 2 and f"{inv}:4" in result.err and words in result.err, result.err

@@ -7,8 +7,8 @@ interface; its Python client is not a public API), one short call per step:
     wait TOKEN                                   until a free place is allocated to it (at most --lock-timeout)
     -p + acquire              (LG_TOKEN=TOKEN)   the lock itself; prints "acquired place NAME"
     -p NAME env                                  the place's NetworkService: address, username, port
-    -p NAME release-from HOST/USER               frees the place only if this controller holds it
     cancel-reservation TOKEN                     else the reservation keeps the place allocated for 60 s
+    -p NAME release-from HOST/USER               frees the place only if this controller holds it
 
 Identity: the coordinator tells clients apart by HOST/USER (LG_HOSTNAME, LG_USERNAME), and two CI jobs on
 one runner share both; so every controller acquires as ``USER.eb-NS-PID-START`` (pid namespace, process id
@@ -22,7 +22,7 @@ that identity's reservations). Any other stale lock is cleared by hand:
 ``edgebench devices``).
 
 labgrid-client runs in its own session so that Ctrl-C reaches edgebench only: edgebench then stops waiting
-(``interrupt``), and releases and cancels what it holds.
+(``interrupted``), and releases and cancels what it holds.
 """
 
 from __future__ import annotations
@@ -54,9 +54,14 @@ _IDENTITY = re.compile(r"\.eb-(\d+)-(\d+)-(\d+)$")
 _stop = threading.Event()
 
 
-def interrupt() -> None:
-    """Ctrl-C: every controller thread stops waiting for a place (and releases what it holds)."""
+@contextmanager
+def interrupted() -> Iterator[None]:
+    """Ctrl-C: while this lasts, every controller thread stops waiting for a place (and releases what it holds)."""
     _stop.set()
+    try:
+        yield
+    finally:
+        _stop.clear()
 
 
 def _start_ticks(pid: int) -> int | None:
@@ -162,9 +167,11 @@ class Client:
             raise TransportError(Status.UNREACHABLE, f"labgrid-client {args[-1]} got no answer from the "
                                                      f"coordinator {self.coordinator or '(default)'}") from None
         if check and done.returncode != 0:
-            status = Status.UNREACHABLE if "connect" in done.stderr.lower() else Status.ENVIRONMENT_ERROR
-            raise TransportError(status, f"labgrid-client {' '.join(args)}: "
-                                         f"{(done.stderr.strip() or done.stdout.strip())[-300:]}")
+            said = (done.stderr.strip() or done.stdout.strip())[-300:]
+            if "could not connect to coordinator" in said.lower():
+                raise TransportError(Status.UNREACHABLE, f"labgrid coordinator {self.coordinator or '(default)'} "
+                                                         f"unreachable (LG_COORDINATOR, labgrid_coordinator): {said}")
+            raise TransportError(Status.ENVIRONMENT_ERROR, f"labgrid-client {' '.join(args)}: {said}")
         return done.stdout
 
     def places(self) -> list[Place]:
@@ -214,6 +221,11 @@ def _filters(device: Device) -> dict[str, str]:
     return {"name": device.labgrid_place} if device.labgrid_place else dict(device.labgrid_tags)
 
 
+def _spec(wanted: dict[str, str]) -> list[str]:
+    """labgrid's filter syntax: name=rpi-07, board=rpi4 ..."""
+    return [f"{k}={v}" for k, v in wanted.items()]
+
+
 def _network_service(client: Client, place: str) -> dict[str, object]:
     env = yaml.safe_load(client.call("-p", place, "env")) or {}
     for resource in (env.get("targets", {}).get(place) or {}).get("resources") or []:
@@ -225,10 +237,9 @@ def _network_service(client: Client, place: str) -> dict[str, object]:
 
 def _busy(client: Client, wanted: dict[str, str], waited: float) -> TransportError:
     places = [p for p in client.places() if p.matches(wanted)]
-    what = " ".join(f"{k}={v}" for k, v in wanted.items())
     held = "; ".join(f"{p.name} {p.state}" for p in places) or "no such place"
-    return TransportError(Status.DEVICE_BUSY, f"no labgrid place {what} became free in {waited:g} s "
-                                              f"(--lock-timeout): {held}")
+    return TransportError(Status.DEVICE_BUSY, f"no labgrid place {' '.join(_spec(wanted))} became free in "
+                                              f"{waited:g} s (--lock-timeout): {held}")
 
 
 @contextmanager
@@ -246,10 +257,10 @@ def hold_place(device: Device, lock_timeout_s: float) -> Iterator[Device]:
     wanted = _filters(device)
     places = [p for p in client.places() if p.matches(wanted)]
     if not places:
-        raise TransportError(Status.ENVIRONMENT_ERROR, "no labgrid place " + " ".join(f"{k}={v}" for k, v in
-                                                                                   wanted.items()))
+        raise TransportError(Status.ENVIRONMENT_ERROR, f"no labgrid place {' '.join(_spec(wanted))} on the "
+                                                       f"coordinator {client.coordinator or '(default)'}")
     client.clear_stale(places)
-    token = client.call("reserve", "--shell", *(f"{k}={v}" for k, v in wanted.items())).split("=", 1)[-1].strip()
+    token = client.call("reserve", "--shell", *_spec(wanted)).split("=", 1)[-1].strip()  # "export LG_TOKEN=..."
     place: str | None = device.labgrid_place
     try:
         if not client.wait(token, lock_timeout_s):
@@ -258,11 +269,13 @@ def hold_place(device: Device, lock_timeout_s: float) -> Iterator[Device]:
             raise _busy(client, wanted, lock_timeout_s)
         place = client.call("-p", "+", "acquire", token=token).strip().rsplit(" ", 1)[-1]
         service = _network_service(client, place)
-        port = service.get("port")
+        port, user = service.get("port"), service.get("username")
         yield replace(device, transport="ssh", host=str(service["address"]), labgrid_place=place,
-                      user=str(service.get("username") or device.user or "") or None,
+                      user=str(user) if user else device.user,
                       port=port if isinstance(port, int) and port > 0 else device.port)
     finally:
+        # Cancel first: the coordinator hands a released place to the next waiting reservation at once only
+        # when no reservation of ours is left on it (else at its next periodic scheduling, up to 15 s later).
+        client.call("cancel-reservation", token, check=False)
         if place is not None:
             client.release(place)
-        client.call("cancel-reservation", token, check=False)

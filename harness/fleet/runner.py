@@ -21,7 +21,7 @@ from ..config.settings import MeasureSettings, RunPolicy
 from ..results.record import DeviceRecord, Status, build_cell
 from .jobs import ModelVariant
 from .ledger import CellCallback, Ledger
-from .lab import hold_place, interrupt
+from .lab import hold_place, interrupted
 from .measurers import Measurer, measurer_for
 from .transport import Transport, TransportError, make_transport
 
@@ -111,5 +111,6 @@ def measure_all(plan: list[tuple[Device, list[ModelVariant]]], settings: Measure
             for f in futures:
                 f.result()
         except KeyboardInterrupt:
-            interrupt()  # threads waiting for a labgrid place stop waiting (the pool waits for them)
+            with interrupted():  # threads waiting for a labgrid place stop waiting
+                pool.shutdown(wait=True)
             raise
