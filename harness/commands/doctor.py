@@ -168,7 +168,7 @@ def cmd_doctor(model: Path, *, variant: str | None = None, calibration: Path | N
     try:
         manifest = convert_validated(model, converted, variants=first, name=model.stem, pool=pool, **conv)
         chosen = variant or _least_accurate(manifest)
-        prep = prepared_dir(model, **conv)
+        prep = prepared_dir(model, calibration=calibration, eval_data=eval_inputs, custom_objects=custom_objects)
         inputs = _inputs_used(manifest, prep, eval_inputs is not None)
         localised = _localise(pool, prep, chosen, converted, manifest,
                               {"inputs": inputs, "model": model, "custom_objects": custom_objects})

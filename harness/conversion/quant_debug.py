@@ -74,7 +74,7 @@ def _samples(path: Path, limit: int = MAX_SAMPLES) -> dict[str, np.ndarray]:
 
 def _ordered(samples: dict[str, np.ndarray], details: list[dict[str, Any]]) -> list[np.ndarray]:
     """Sample arrays in the interpreter's input order; TFLite names them serving_default_NAME:0."""
-    out = []
+    out: list[np.ndarray] = []
     for detail in details:
         name = detail["name"]
         key = next((k for k in samples if name in (k, f"serving_default_{k}:0") or name.endswith(f"_{k}:0")), None)
