@@ -85,10 +85,12 @@ def _ordered(samples: dict[str, np.ndarray], details: list[dict[str, Any]]) -> l
 
 
 def _interpreter(content: bytes | None = None, path: str | None = None, keep_all: bool = False) -> Any:
+    """A TFLite interpreter without XNNPACK: a delegate would replace the ops this module looks at."""
     import tensorflow as tf
 
-    interpreter = tf.lite.Interpreter(model_content=content, model_path=path,
-                                      experimental_preserve_all_tensors=keep_all)
+    interpreter = tf.lite.Interpreter(
+        model_content=content, model_path=path, experimental_preserve_all_tensors=keep_all,
+        experimental_op_resolver_type=tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
     interpreter.allocate_tensors()
     return interpreter
 
