@@ -123,6 +123,8 @@ def _print(doc: dict[str, Any], stream: TextIO) -> None:
     print(f"{doc['variant']}: layers ranked by {metric} ({doc['method']}, {doc['inputs']['kind']} inputs)", file=stream)
     if doc["inputs"].get("warning"):
         print(f"WARNING: {doc['inputs']['warning']}", file=stream)
+    for note in doc["notes"]:
+        print(f"note: {note}", file=stream)
     print(table([[str(i + 1), e["name"], e["op"], fmt(e["metrics"].get(metric), 2)]
                  for i, e in enumerate(doc["layers"][:10])], ["#", "layer", "op", metric]), file=stream)
     devices = list(doc["recommendation"])

@@ -27,6 +27,7 @@ import numpy as np
 
 SNR_CAP_DB = 150.0
 MAX_SAMPLES = 16
+NO_LOSS_DB = 0.1
 
 
 def _finite(value: float | None) -> float | None:
@@ -206,8 +207,11 @@ def localise(calibrated: bytes, options: dict[str, Any]) -> dict[str, Any]:
                          "compared the float and int8 files tensor by tensor instead")
     if not options.get("variant_file"):
         raise ValueError(f"the {options['variant']} variant did not convert: nothing to compare")
-    return {"method": "compare", "tensors": _compare(options["float_file"], options["variant_file"], samples),
-            **common}
+    tensors = _compare(options["float_file"], options["variant_file"], samples)
+    if tensors and max(t["metrics"]["snr_drop_db"] for t in tensors) < NO_LOSS_DB:
+        notes.append(f"no op of the {options['variant']} variant loses {NO_LOSS_DB} dB or more: the ranking is "
+                     "noise (a small model's dynamic-range variant often keeps every weight float)")
+    return {"method": "compare", "tensors": tensors, **common}
 
 
 def requantize(calibrated: bytes, recipe: dict[str, Any]) -> bytes:
