@@ -44,6 +44,7 @@ def _assert_hostile_found_and_fixed(code: int, doc: dict, printed: str, out: Pat
     assert doc["schema_version"] == 1 and doc["variant"] == "int8" and doc["method"] == "debugger"
     assert doc["inputs"] == {**doc["inputs"], "kind": "eval", "random": False}
     assert doc["layers"][0]["name"] == "hostile" and doc["layers"][0]["op"] == "CONV_2D"
+    assert {e["name"] for e in doc["layers"]} == {"stem", "hostile", "mix", "pool", "head"}  # Keras names back
     assert doc["layers"][0]["metrics"]["channel_snr_db"] < 5 < doc["layers"][1]["metrics"]["channel_snr_db"]
     rows = {c["name"]: c for c in doc["candidates"]}
     assert not rows["int8"]["meets_bar"] and "too inaccurate" in rows["int8"]["why_not"]

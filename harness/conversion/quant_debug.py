@@ -176,10 +176,10 @@ def _compare(float_file: str, variant_file: str, samples: dict[str, np.ndarray])
     return out
 
 
-def layer_names(source: str, custom_objects: str | None) -> list[str]:
-    """The Keras layer names (nested models included) of a Keras file; none for a SavedModel."""
+def layer_names(source: str, custom_objects: str | None) -> tuple[list[str], list[str]]:
+    """The Keras layer names (nested models included) of a Keras file, and its output layers; none for a SavedModel."""
     if Path(source).is_dir():
-        return []
+        return [], []
     import keras
 
     from .worker import _load_custom_objects
@@ -190,15 +190,16 @@ def layer_names(source: str, custom_objects: str | None) -> list[str]:
         layer = todo.pop(0)
         names.append(layer.name)
         todo += list(getattr(layer, "layers", []))
-    return names
+    history = [getattr(t, "_keras_history", None) for t in model.outputs]
+    return names, [h.operation.name for h in history if h is not None and hasattr(h, "operation")]
 
 
 def localise(calibrated: bytes, options: dict[str, Any]) -> dict[str, Any]:
     """Per-tensor quantization error of one variant, by the debugger (int8) or by comparison."""
     samples = _samples(Path(options["inputs"]))
     notes: list[str] = []
-    common = {"graph": graph(calibrated), "layer_names": layer_names(options["source"], options.get("custom_objects")),
-              "notes": notes}
+    names, outputs = layer_names(options["source"], options.get("custom_objects"))
+    common = {"graph": graph(calibrated), "layer_names": names, "output_layers": outputs, "notes": notes}
     if options["variant"] == "int8":
         try:
             return {"method": "debugger", "tensors": _debugger(calibrated, samples), **common}
