@@ -113,6 +113,8 @@ def test_candidates_keep_the_consumers_of_the_worst_tensors_and_skip_repeated_se
     recipes = keep_float_recipes(localised, ranked, counts=(1, 2, 4))
     assert recipes["int8_float1"]["keeps_float"] == ["a", "b"]
     assert recipes["int8_float1"]["float_nodes"] == ["m/a/x", "m/b/x"]
+    assert "io_type" not in recipes["int8_float1"]  # inner layers: the model keeps int8 inputs and outputs
+    assert recipes["int8_float2"]["io_type"] == "float32"  # keeps the output layer c: its output stays float
     assert list(recipes) == ["int8_float1", "int8_float2"]  # k=4 > 3 layers
 
 

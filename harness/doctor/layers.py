@@ -100,6 +100,8 @@ def keep_float_recipes(localised: dict[str, Any], ranked: list[dict[str, Any]], 
     """Conversion recipes keeping the worst k layers (and their consumers) in float, one per distinct set."""
     layer_of = namer(localised)
     graph = localised["graph"]
+    read = {t for op in graph for t in op["inputs"]}
+    outputs = {t for op in graph for t in op["outputs"] if t not in read}
     recipes: dict[str, dict[str, Any]] = {}
     seen: set[frozenset[str]] = set()
     for k in counts:
@@ -112,6 +114,9 @@ def keep_float_recipes(localised: dict[str, Any], ranked: list[dict[str, Any]], 
             continue
         seen.add(frozenset(keep))
         order = [e["name"] for e in ranked]
-        recipes[f"{base}_float{k}"] = {"base": base, "float_nodes": nodes, "worst": k,
-                                       "keeps_float": sorted(keep, key=lambda n: order.index(n) if n in order else 10**6)}
+        recipes[f"{base}_float{k}"] = {
+            "base": base, "float_nodes": nodes, "worst": k,
+            "keeps_float": sorted(keep, key=lambda n: order.index(n) if n in order else 10**6),
+            # a model output kept float must leave the model float: an int8 output would round it again
+            **({"io_type": "float32"} if outputs.intersection(nodes) else {})}
     return recipes
