@@ -221,7 +221,8 @@ def requantize(calibrated: bytes, recipe: dict[str, Any]) -> bytes:
     from tensorflow.lite.python import convert
 
     io_type = {"int8": tf.int8, "uint8": tf.uint8, "float32": tf.float32}[recipe.get("io_type", "int8")]
-    data: bytes = convert.mlir_quantize(calibrated, fully_quantize=True, input_data_type=io_type,
+    # as TFLiteConverter does for int8: fully_quantize=True would force integer I/O whatever the types say
+    data: bytes = convert.mlir_quantize(calibrated, fully_quantize=False, input_data_type=io_type,
                                         output_data_type=io_type,
                                         denylisted_nodes=list(recipe.get("float_nodes") or []) or None)
     return data
