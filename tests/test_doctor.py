@@ -134,3 +134,14 @@ def test_labels_must_be_integers_one_per_sample(tmp_path: Path) -> None:
     np.savez(tmp_path / "good.npz", x=np.zeros((4, 2), np.float32), y=np.arange(4))
     inputs, labels = split_labels(tmp_path / "good.npz", tmp_path)
     assert inputs.suffix == ".npy" and labels is not None and np.load(labels).tolist() == [0, 1, 2, 3]
+
+
+def test_random_inputs_are_flagged_and_a_lossless_variant_says_its_ranking_is_noise(hostile: dict[str, Path],
+                                                                                     tmp_path: Path) -> None:
+    stream = io.StringIO()
+    cmd_doctor(hostile["keras3"], variant="dynamic", out_dir=tmp_path, stream=stream)
+    doc = json.loads((tmp_path / "doctor.json").read_text())
+    assert doc["inputs"]["kind"] == "calibration" and doc["inputs"]["random"] is True
+    assert "WARNING: RANDOM INPUTS" in stream.getvalue() and "RANDOM INPUTS" in (tmp_path / "doctor.html").read_text()
+    # the tiny model's dynamic-range variant keeps its small weights float: nothing to blame, and it says so
+    assert any("ranking is noise" in note for note in doc["notes"])
