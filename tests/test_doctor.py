@@ -145,3 +145,16 @@ def test_random_inputs_are_flagged_and_a_lossless_variant_says_its_ranking_is_no
     assert "WARNING: RANDOM INPUTS" in stream.getvalue() and "RANDOM INPUTS" in (tmp_path / "doctor.html").read_text()
     # the tiny model's dynamic-range variant keeps its small weights float: nothing to blame, and it says so
     assert any("ranking is noise" in note for note in doc["notes"])
+
+
+def test_a_candidate_that_failed_is_a_row_with_its_reason_never_a_recommendation() -> None:
+    from harness.doctor.front import candidate_row, recommend
+
+    bar = {"cosine": 0.99, "top1_agreement": 0.99}
+    failed = candidate_row("int8_float1", {"status": "failed_to_prepare", "error": "host validation: no kernel",
+                                           "bytes": 10}, {"base": "int8", "keeps_float": ["a"], "float_nodes": ["x"]},
+                           bar, None)
+    assert failed["status"] == "failed_to_prepare" and not failed["meets_bar"]
+    assert failed["why_not"] == "host validation: no kernel" and failed["keeps_float"] == ["a"]
+    failed["latency"]["d"] = {"p50_ms": 0.1, "status": "failed_to_prepare", "error": "no kernel"}
+    assert recommend([failed], ["d"])["d"]["candidate"] is None
