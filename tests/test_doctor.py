@@ -39,14 +39,12 @@ def _doctor(model: Path, out: Path, **options: object) -> tuple[int, dict, str]:
     return code, json.loads((out / "doctor.json").read_text()), stream.getvalue()
 
 
-@pytest.mark.parametrize("saved_by", ["keras3", "keras2"])
-def test_the_hostile_layer_comes_first_and_keeping_it_float_brings_int8_back_above_the_bar(
-        hostile: dict[str, Path], tmp_path: Path, saved_by: str) -> None:
-    code, doc, printed = _doctor(hostile[saved_by], tmp_path, variant="int8")
+def _assert_hostile_found_and_fixed(code: int, doc: dict, printed: str, out: Path) -> None:
     assert code == ExitCode.OK
     assert doc["schema_version"] == 1 and doc["variant"] == "int8" and doc["method"] == "debugger"
     assert doc["inputs"] == {**doc["inputs"], "kind": "eval", "random": False}
     assert doc["layers"][0]["name"] == "hostile" and doc["layers"][0]["op"] == "CONV_2D"
+    assert {e["name"] for e in doc["layers"]} == {"stem", "hostile", "mix", "pool", "head"}  # Keras names back
     assert doc["layers"][0]["metrics"]["channel_snr_db"] < 5 < doc["layers"][1]["metrics"]["channel_snr_db"]
     rows = {c["name"]: c for c in doc["candidates"]}
     assert not rows["int8"]["meets_bar"] and "too inaccurate" in rows["int8"]["why_not"]
@@ -55,19 +53,27 @@ def test_the_hostile_layer_comes_first_and_keeping_it_float_brings_int8_back_abo
     assert fix["keeps_float"][:2] == ["hostile", "mix"]  # the bad tensor's producer and its consumer
     assert fix["meets_bar"] and fix["top1"] == 1.0 and fix["accuracy"]["cosine"] > 0.999
     # each candidate is an ordinary converted variant: manifest entry, host validation, runnable by `run`
-    manifest = json.loads((tmp_path / "converted" / "manifest.json").read_text())
+    manifest = json.loads((out / "converted" / "manifest.json").read_text())
     assert manifest["variants"]["int8_float1"]["validation"]["status"] == "ok"
-    assert "int8_float1" in [mv.variant for mv in from_converted(tmp_path / "converted")]
-    html = (tmp_path / "doctor.html").read_text()
+    assert "int8_float1" in [mv.variant for mv in from_converted(out / "converted")]
+    html = (out / "doctor.html").read_text()
     assert "<svg" in html and "hostile" in html and "http" not in html.replace("http-equiv", "")
-    assert printed.splitlines()[2].split()[:2] == ["1", "hostile"]
+    lines = printed.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("#  layer"))
+    assert lines[header + 1].split()[:2] == ["1", "hostile"]
 
 
-def test_measuring_on_a_device_gives_its_front_and_a_recommendation_that_meets_the_bar(
+def test_a_keras2_model_hostile_layer_comes_first_and_keeping_it_float_brings_int8_back(
         hostile: dict[str, Path], tmp_path: Path) -> None:
-    code, doc, _ = _doctor(hostile["keras3"], tmp_path, variant="int8", devices="local",
-                           store=tmp_path / "results.sqlite", measure=QUICK)
-    assert code == ExitCode.OK and doc["run"]
+    _assert_hostile_found_and_fixed(*_doctor(hostile["keras2"], tmp_path, variant="int8"), tmp_path)
+
+
+def test_measured_on_a_device_the_fix_is_on_the_front_and_the_recommendation_meets_the_bar(
+        hostile: dict[str, Path], tmp_path: Path) -> None:
+    code, doc, printed = _doctor(hostile["keras3"], tmp_path, variant="int8", devices="local",
+                                 store=tmp_path / "results.sqlite", measure=QUICK)
+    _assert_hostile_found_and_fixed(code, doc, printed, tmp_path)
+    assert doc["run"]
     rows = {c["name"]: c for c in doc["candidates"]}
     assert all(rows[name]["latency"]["local"]["p50_ms"] > 0 for name in ("fp32", "int8", "int8_float1"))
     assert set(rows["int8_float1"]["dominated"]) == {"local"}
@@ -76,6 +82,7 @@ def test_measuring_on_a_device_gives_its_front_and_a_recommendation_that_meets_t
     fastest_ok = min((c["latency"]["local"]["p50_ms"], c["name"]) for c in rows.values()
                      if c["meets_bar"] and c["latency"].get("local", {}).get("p50_ms") is not None)
     assert recommended == fastest_ok[1]
+    assert "local" in (tmp_path / "doctor.html").read_text()
 
 
 def test_int16x8_is_localised_by_comparing_tensors_with_the_float_model(hostile: dict[str, Path],
@@ -106,6 +113,8 @@ def test_candidates_keep_the_consumers_of_the_worst_tensors_and_skip_repeated_se
     recipes = keep_float_recipes(localised, ranked, counts=(1, 2, 4))
     assert recipes["int8_float1"]["keeps_float"] == ["a", "b"]
     assert recipes["int8_float1"]["float_nodes"] == ["m/a/x", "m/b/x"]
+    assert "io_type" not in recipes["int8_float1"]  # inner layers: the model keeps int8 inputs and outputs
+    assert recipes["int8_float2"]["io_type"] == "float32"  # keeps the output layer c: its output stays float
     assert list(recipes) == ["int8_float1", "int8_float2"]  # k=4 > 3 layers
 
 
@@ -125,3 +134,27 @@ def test_labels_must_be_integers_one_per_sample(tmp_path: Path) -> None:
     np.savez(tmp_path / "good.npz", x=np.zeros((4, 2), np.float32), y=np.arange(4))
     inputs, labels = split_labels(tmp_path / "good.npz", tmp_path)
     assert inputs.suffix == ".npy" and labels is not None and np.load(labels).tolist() == [0, 1, 2, 3]
+
+
+def test_random_inputs_are_flagged_and_a_lossless_variant_says_its_ranking_is_noise(hostile: dict[str, Path],
+                                                                                     tmp_path: Path) -> None:
+    stream = io.StringIO()
+    cmd_doctor(hostile["keras3"], variant="dynamic", out_dir=tmp_path, stream=stream)
+    doc = json.loads((tmp_path / "doctor.json").read_text())
+    assert doc["inputs"]["kind"] == "calibration" and doc["inputs"]["random"] is True
+    assert "WARNING: RANDOM INPUTS" in stream.getvalue() and "RANDOM INPUTS" in (tmp_path / "doctor.html").read_text()
+    # the tiny model's dynamic-range variant keeps its small weights float: nothing to blame, and it says so
+    assert any("ranking is noise" in note for note in doc["notes"])
+
+
+def test_a_candidate_that_failed_is_a_row_with_its_reason_never_a_recommendation() -> None:
+    from harness.doctor.front import candidate_row, recommend
+
+    bar = {"cosine": 0.99, "top1_agreement": 0.99}
+    failed = candidate_row("int8_float1", {"status": "failed_to_prepare", "error": "host validation: no kernel",
+                                           "bytes": 10}, {"base": "int8", "keeps_float": ["a"], "float_nodes": ["x"]},
+                           bar, None)
+    assert failed["status"] == "failed_to_prepare" and not failed["meets_bar"]
+    assert failed["why_not"] == "host validation: no kernel" and failed["keeps_float"] == ["a"]
+    failed["latency"]["d"] = {"p50_ms": 0.1, "status": "failed_to_prepare", "error": "no kernel"}
+    assert recommend([failed], ["d"])["d"]["candidate"] is None

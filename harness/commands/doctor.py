@@ -123,6 +123,8 @@ def _print(doc: dict[str, Any], stream: TextIO) -> None:
     print(f"{doc['variant']}: layers ranked by {metric} ({doc['method']}, {doc['inputs']['kind']} inputs)", file=stream)
     if doc["inputs"].get("warning"):
         print(f"WARNING: {doc['inputs']['warning']}", file=stream)
+    for note in doc["notes"]:
+        print(f"note: {note}", file=stream)
     print(table([[str(i + 1), e["name"], e["op"], fmt(e["metrics"].get(metric), 2)]
                  for i, e in enumerate(doc["layers"][:10])], ["#", "layer", "op", metric]), file=stream)
     devices = list(doc["recommendation"])
@@ -168,7 +170,7 @@ def cmd_doctor(model: Path, *, variant: str | None = None, calibration: Path | N
     try:
         manifest = convert_validated(model, converted, variants=first, name=model.stem, pool=pool, **conv)
         chosen = variant or _least_accurate(manifest)
-        prep = prepared_dir(model, **conv)
+        prep = prepared_dir(model, calibration=calibration, eval_data=eval_inputs, custom_objects=custom_objects)
         inputs = _inputs_used(manifest, prep, eval_inputs is not None)
         localised = _localise(pool, prep, chosen, converted, manifest,
                               {"inputs": inputs, "model": model, "custom_objects": custom_objects})

@@ -27,6 +27,7 @@ import numpy as np
 
 SNR_CAP_DB = 150.0
 MAX_SAMPLES = 16
+NO_LOSS_DB = 0.1
 
 
 def _finite(value: float | None) -> float | None:
@@ -74,7 +75,7 @@ def _samples(path: Path, limit: int = MAX_SAMPLES) -> dict[str, np.ndarray]:
 
 def _ordered(samples: dict[str, np.ndarray], details: list[dict[str, Any]]) -> list[np.ndarray]:
     """Sample arrays in the interpreter's input order; TFLite names them serving_default_NAME:0."""
-    out = []
+    out: list[np.ndarray] = []
     for detail in details:
         name = detail["name"]
         key = next((k for k in samples if name in (k, f"serving_default_{k}:0") or name.endswith(f"_{k}:0")), None)
@@ -85,10 +86,12 @@ def _ordered(samples: dict[str, np.ndarray], details: list[dict[str, Any]]) -> l
 
 
 def _interpreter(content: bytes | None = None, path: str | None = None, keep_all: bool = False) -> Any:
+    """A TFLite interpreter without XNNPACK: a delegate would replace the ops this module looks at."""
     import tensorflow as tf
 
-    interpreter = tf.lite.Interpreter(model_content=content, model_path=path,
-                                      experimental_preserve_all_tensors=keep_all)
+    interpreter = tf.lite.Interpreter(
+        model_content=content, model_path=path, experimental_preserve_all_tensors=keep_all,
+        experimental_op_resolver_type=tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
     interpreter.allocate_tensors()
     return interpreter
 
@@ -173,10 +176,10 @@ def _compare(float_file: str, variant_file: str, samples: dict[str, np.ndarray])
     return out
 
 
-def layer_names(source: str, custom_objects: str | None) -> list[str]:
-    """The Keras layer names (nested models included) of a Keras file; none for a SavedModel."""
+def layer_names(source: str, custom_objects: str | None) -> tuple[list[str], list[str]]:
+    """The Keras layer names (nested models included) of a Keras file, and its output layers; none for a SavedModel."""
     if Path(source).is_dir():
-        return []
+        return [], []
     import keras
 
     from .worker import _load_custom_objects
@@ -187,15 +190,16 @@ def layer_names(source: str, custom_objects: str | None) -> list[str]:
         layer = todo.pop(0)
         names.append(layer.name)
         todo += list(getattr(layer, "layers", []))
-    return names
+    history = [getattr(t, "_keras_history", None) for t in model.outputs]
+    return names, [h.operation.name for h in history if h is not None and hasattr(h, "operation")]
 
 
 def localise(calibrated: bytes, options: dict[str, Any]) -> dict[str, Any]:
     """Per-tensor quantization error of one variant, by the debugger (int8) or by comparison."""
     samples = _samples(Path(options["inputs"]))
     notes: list[str] = []
-    common = {"graph": graph(calibrated), "layer_names": layer_names(options["source"], options.get("custom_objects")),
-              "notes": notes}
+    names, outputs = layer_names(options["source"], options.get("custom_objects"))
+    common = {"graph": graph(calibrated), "layer_names": names, "output_layers": outputs, "notes": notes}
     if options["variant"] == "int8":
         try:
             return {"method": "debugger", "tensors": _debugger(calibrated, samples), **common}
@@ -204,8 +208,11 @@ def localise(calibrated: bytes, options: dict[str, Any]) -> dict[str, Any]:
                          "compared the float and int8 files tensor by tensor instead")
     if not options.get("variant_file"):
         raise ValueError(f"the {options['variant']} variant did not convert: nothing to compare")
-    return {"method": "compare", "tensors": _compare(options["float_file"], options["variant_file"], samples),
-            **common}
+    tensors = _compare(options["float_file"], options["variant_file"], samples)
+    if tensors and max(t["metrics"]["snr_drop_db"] for t in tensors) < NO_LOSS_DB:
+        notes.append(f"no op of the {options['variant']} variant loses {NO_LOSS_DB} dB or more: the ranking is "
+                     "noise (a small model's dynamic-range variant often keeps every weight float)")
+    return {"method": "compare", "tensors": tensors, **common}
 
 
 def requantize(calibrated: bytes, recipe: dict[str, Any]) -> bytes:
@@ -214,7 +221,8 @@ def requantize(calibrated: bytes, recipe: dict[str, Any]) -> bytes:
     from tensorflow.lite.python import convert
 
     io_type = {"int8": tf.int8, "uint8": tf.uint8, "float32": tf.float32}[recipe.get("io_type", "int8")]
-    data: bytes = convert.mlir_quantize(calibrated, fully_quantize=True, input_data_type=io_type,
+    # as TFLiteConverter does for int8: fully_quantize=True would force integer I/O whatever the types say
+    data: bytes = convert.mlir_quantize(calibrated, fully_quantize=False, input_data_type=io_type,
                                         output_data_type=io_type,
                                         denylisted_nodes=list(recipe.get("float_nodes") or []) or None)
     return data

@@ -307,10 +307,10 @@ def run_step(args: list[str]) -> dict[str, Any]:
         elif step == "keras_variant":
             result = convert_from_keras(args[1], args[2], args[3], json.loads(args[4]))
         elif step in ("doctor_localise", "doctor_evaluate"):
-            from . import quant_debug
+            from .quant_debug import evaluate, localise
 
-            result = (quant_debug.localise(calibrated(Path(args[1])), json.loads(args[2]))
-                      if step == "doctor_localise" else quant_debug.evaluate(json.loads(args[1])))
+            result = (localise(calibrated(Path(args[1])), json.loads(args[2]))
+                      if step == "doctor_localise" else evaluate(json.loads(args[1])))
         else:
             raise ValueError(f"unknown step {step!r}")
     except Exception as exc:  # reported to the parent as this step's failure

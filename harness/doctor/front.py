@@ -25,6 +25,7 @@ def candidate_row(name: str, entry: dict[str, Any], recipe: dict[str, Any] | Non
         "base": (recipe or {}).get("base", name),
         "keeps_float": list((recipe or {}).get("keeps_float") or ([] if name != "fp32" else ["(everything)"])),
         "float_ops": len((recipe or {}).get("float_nodes") or []),
+        "io_type": (recipe or {}).get("io_type"),  # None: the base variant's
         "status": str(entry["status"]),
         "error": entry.get("error"),
         "bytes": entry.get("bytes"),
