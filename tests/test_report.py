@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -216,14 +215,11 @@ def test_index_lists_runs_with_trend_lines(export: dict[str, Any], report: Path)
     assert "rpi&lt;b&gt;5&lt;/b&gt;" in html and "<b>5</b>" not in html
 
 
-def test_fleet_report_stays_small_and_fast(tmp_path: Path) -> None:
-    big = fleet_export(50, 10, 1000)
-    t0 = time.perf_counter()
-    out = render_report(big, tmp_path / "fleet.html")
-    elapsed = time.perf_counter() - t0
+def test_fleet_report_stays_small(tmp_path: Path) -> None:
+    """Its speed is measured by benchmarks/bench_report.py (a time on a shared machine is no unit test)."""
+    out = render_report(fleet_export(50, 10, 1000), tmp_path / "fleet.html")
     size = out.stat().st_size
     assert size <= 3_000_000, f"{size / 1e6:.2f} MB > 3 MB: raw samples embedded?"
-    assert elapsed < 6.0, f"{elapsed:.2f} s (target 2 s on an idle machine; see benchmarks/bench_report.py)"
 
 
 # -- in real Chromium ------------------------------------------------------------------------
