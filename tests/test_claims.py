@@ -221,3 +221,20 @@ def test_a_lost_connection_comes_back_after_a_retry(sshd_servers: Callable[..., 
     assert result.code == 0, result.err
     assert _statuses(store) == {("pi", "cnn", v): "ok" for v in ("fp32", "fp16", "dynamic", "int8", "int16x8")}
     assert "Accepted publickey" in server.log()  # the restarted server's log: the host came back
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_an_internal_error_is_exit_4_and_debug_reraises_it_on_either_side_of_the_command(
+        where: str, monkeypatch: pytest.MonkeyPatch, store: Path) -> None:
+    from harness import cli
+
+    def bug(args: Any) -> int:
+        raise ZeroDivisionError("a bug")
+
+    help_text, add_arguments, _ = cli.COMMANDS["export"]
+    monkeypatch.setitem(cli.COMMANDS, "export", (help_text, add_arguments, bug))
+    plain = run_cli("export", "--store", store)
+    assert plain.code == 4 and "Traceback" in plain.err and "internal error" in plain.err
+    argv = ("--debug", "export", "--store", store) if where == "before" else ("export", "--store", store, "--debug")
+    with pytest.raises(ZeroDivisionError):
+        run_cli(*argv)
