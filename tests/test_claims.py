@@ -121,7 +121,8 @@ def test_cell_timeout_through_the_runner(tmp_path: Path, converted: Path, store:
 
 
 def test_tags_select_devices(tmp_path: Path, converted: Path, store: Path) -> None:
-    inv = _locals(tmp_path / "inv.yaml", {"a": {"tags": ["fast", "arm"]}, "b": {"tags": ["slow"]}, "c": {"tags": ["fast"]}})
+    inv = _locals(tmp_path / "inv.yaml",
+                  {"a": {"tags": ["fast", "arm"]}, "b": {"tags": ["slow"]}, "c": {"tags": ["fast"]}})
     model = ("--models", converted / "fp32.tflite", "--inventory", inv, "--store", store)
     assert run_cli("run", *model, "--devices", "fast", *QUICK).code == 0
     assert {d for d, _, _ in _statuses(store)} == {"a", "c"}
