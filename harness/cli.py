@@ -19,7 +19,7 @@ from pathlib import Path
 
 from . import __version__, commands
 from .common.errors import EdgebenchError, ExitCode
-from .config.settings import MeasureSettings, RunPolicy, cli_flag
+from .config.settings import MeasureSettings, RunPolicy, cli_flag, parse_duration
 
 Args = argparse.Namespace
 
@@ -90,6 +90,13 @@ def _devices_cmd(a: Args) -> int:
 def _run_args(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("suite", nargs="?", type=Path, help="suite file (default ./suite.yaml when present)")
     sp.add_argument("--models", type=Path, action="append", help="converted directory or .tflite (repeatable)")
+    sp.add_argument("--baseline-models", type=Path, action="append", metavar="MODELS",
+                    help="the release to compare with, measured side by side (interleaved repeat by repeat); "
+                         "max_regression budgets then compare against it (repeatable)")
+    sp.add_argument("--until-conclusive", action="store_true",
+                    help="add repeats until every max_regression check is decided (needs --baseline-models)")
+    sp.add_argument("--max-time", metavar="DURATION", help="with --until-conclusive: stop adding repeats after "
+                                                            "DURATION (60s, 5m or seconds) from the run's start")
     _devices(sp)
     _measure_flags(sp)
     sp.add_argument("--label")
@@ -105,7 +112,21 @@ def _run(a: Args) -> int:
     measure = {f.name: getattr(a, f.name) for f in fields(MeasureSettings) if hasattr(a, f.name)}
     return commands.cmd_run(a.suite, models=a.models, inventory=a.inventory, devices=a.devices, label=a.label,
                             store=a.store, resume=a.resume, measure=measure, quiet=a.quiet, gate_budgets=a.budgets,
-                            policy=RunPolicy(trust_new_hosts=a.trust_new_hosts, ship_failed=a.ship_failed))
+                            policy=RunPolicy(trust_new_hosts=a.trust_new_hosts, ship_failed=a.ship_failed),
+                            baseline_models=a.baseline_models, until_decided=a.until_conclusive,
+                            max_time_s=_duration(a.max_time, "--max-time"))
+
+
+def _duration(text: str | None, flag: str) -> float | None:
+    if text is None:
+        return None
+    try:
+        seconds = parse_duration(text)
+    except ValueError:
+        raise EdgebenchError(f"{flag} must be a duration such as 60s, 5m or 1h, not {text!r}", where=flag) from None
+    if seconds <= 0:
+        raise EdgebenchError(f"{flag} must be positive", where=flag)
+    return seconds
 
 
 def _report_args(sp: argparse.ArgumentParser) -> None:

@@ -23,7 +23,7 @@ from harness.gate.checks import Verdict, make_check
 from harness.gate.evaluate import Evaluation, GateResult, evaluate
 from harness.gate.writers import markdown_summary, text_summary, write_junit
 from harness.results.export import pytest_benchmark_json
-from harness.results.stats import latency_summary, mann_whitney_p, median_ci95, quantile_ci95, validity_flags
+from harness.results.stats import latency_summary, median_ci95, quantile_ci95, validity_flags
 from harness.results.store import Store
 
 pytest_plugins = ["pytester"]
@@ -41,7 +41,8 @@ def samples(mean: float, n: int = 200, sd: float = 0.3, seed: int = 0) -> list[f
 
 def make_cell(device: str = "pi-4b-01", model: str = "mobilenet", variant: str = "int8",
               lat: list[float] | None = None, status: str = "ok", **extra: Any) -> dict[str, Any]:
-    latency = latency_summary(lat if lat is not None else samples(10.0)) if status == "ok" else None
+    latency = (latency_summary(lat if lat is not None else samples(10.0), extra.get("repeat_sizes"))
+               if status == "ok" else None)
     cell: dict[str, Any] = {
         "device": device, "model": model, "variant": variant, "status": status,
         "error": None if status == "ok" else "agent did not answer in 60 s",
@@ -192,36 +193,59 @@ def test_rule_matching_no_cell(tmp_path: Path) -> None:
     assert gate(tmp_path, text, make_export(make_cell()), allow_missing=True).verdict is Verdict.WARN
 
 
-def test_regression_significant_or_not(tmp_path: Path) -> None:
+def _repeats(median: float, offsets: list[float], seed: int) -> dict[str, Any]:
+    """The latency and repeat sizes of a cell measured in len(offsets) processes (levels median*exp(offset))."""
+    rng = np.random.default_rng(seed)
+    lat = [float(x) for off in offsets for x in median * np.exp(off) * rng.lognormal(0, 0.02, 100)]
+    return {"lat": lat, "repeat_sizes": [100] * len(offsets), "repeats": len(offsets)}
+
+
+def test_regression_decided_on_the_ci_of_the_change(tmp_path: Path) -> None:
     text = "budgets:\n  - model: mobilenet\n    max_regression: 5%\n"
-    base = make_export(make_cell(lat=samples(10.0, seed=1)), run_id="base")
-    slower = gate(tmp_path, text, make_export(make_cell(lat=samples(11.0, seed=2))), base)
+    steady = [0.0, 0.01, -0.01, 0.005, -0.005]
+    base = make_export(make_cell(**_repeats(10.0, steady, 1)), run_id="base")
+    slower = gate(tmp_path, text, make_export(make_cell(**_repeats(12.0, steady, 2))), base)
     (ev,) = slower.evaluations
-    assert ev.verdict is Verdict.FAIL and "% > 5%" in ev.explanation and "Mann-Whitney p=" in ev.explanation
+    assert ev.verdict is Verdict.FAIL and "x1.198 [1.1" in ev.explanation and "whole 95% CI is above" in ev.explanation
     assert slower.baseline_id == "base"
-    assert gate(tmp_path, text, make_export(make_cell(lat=samples(9.0, seed=2))), base).verdict is Verdict.PASS
+    assert gate(tmp_path, text, make_export(make_cell(**_repeats(9.0, steady, 2))), base).verdict is Verdict.PASS
 
-    # +10% on the median but buried in noise: 30 wide samples each.
-    rng = np.random.default_rng(3)
-    wide = [float(x) for x in rng.uniform(5, 15, 30)]
-    shifted = [x + 1.0 for x in wide[::-1]]
-    assert (mann_whitney_p(wide, shifted) or 0) >= 0.01
-    noisy = gate(tmp_path, text, make_export(make_cell(lat=shifted)), make_export(make_cell(lat=wide)))
-    assert noisy.verdict is Verdict.WARN and "not significant" in noisy.evaluations[0].explanation
+    # +10% but the repeats disagree by +-20%: inconclusive, with how many more repeats would decide
+    noisy = gate(tmp_path, text, make_export(make_cell(**_repeats(11.0, [0.2, -0.2, 0.1], 3))),
+                 make_export(make_cell(**_repeats(10.0, [-0.1, 0.15, 0.0], 4))))
+    (ev,) = noisy.evaluations
+    assert ev.verdict is Verdict.WARN and "more repeats would decide" in ev.explanation
+    assert ev.results[0].more_repeats and ev.results[0].more_repeats >= 1
 
-    # Significant +2%, but the p50 of a two-mode distribution can sit anywhere between the modes.
-    two_modes = [float(x) for x in np.concatenate([rng.normal(10, 0.1, 60), rng.normal(20, 0.1, 40)])]
-    moved = [x + 0.2 for x in two_modes]
-    assert (mann_whitney_p(two_modes, moved) or 1) < 0.01
-    jumpy = gate(tmp_path, "budgets:\n  - max_regression: 1\n", make_export(make_cell(lat=moved)),
-                 make_export(make_cell(lat=two_modes)))
-    assert jumpy.verdict is Verdict.WARN and "within the runs' own noise" in jumpy.evaluations[0].explanation
+    # one process per side: +30% with tight samples is still not evidence of a regression
+    single = gate(tmp_path, text, make_export(make_cell(lat=samples(13.0, seed=2))),
+                  make_export(make_cell(lat=samples(10.0, seed=1))))
+    assert single.verdict is Verdict.WARN and "single repeat cannot separate" in single.evaluations[0].explanation
+
+    # against history, a change inside the device's noise floor is not a FAIL
+    floored = gate(tmp_path, text, make_export(make_cell(**_repeats(12.0, steady, 2))), base)
+    assert floored.verdict is Verdict.FAIL
+    assert evaluate(make_export(make_cell(**_repeats(12.0, steady, 2))), load_budgets(budgets(tmp_path, text)),
+                    base, floors={"pi-4b-01": 0.15}).verdict is Verdict.WARN
 
     new_cell = gate(tmp_path, text, make_export(make_cell(lat=samples(11.0))), make_export())
     assert new_cell.verdict is Verdict.WARN and "no baseline cell" in new_cell.evaluations[0].explanation
     with pytest.raises(EdgebenchError, match="needs a baseline") as err:
         gate(tmp_path, text, make_export(make_cell()))
     assert err.value.where == f"{tmp_path / 'budgets.yaml'}:2"
+
+
+def test_in_run_baseline_is_paired_and_not_gated_itself(tmp_path: Path) -> None:
+    text = "budgets:\n  - max_regression: 5%\n"
+    rounds = [0.2, -0.15, 0.1, -0.05, 0.0, 0.12]  # large shared noise: it hits both sides of each round
+    cand = make_cell(**_repeats(11.5, rounds, 5))
+    base = make_cell(model="mobilenet@baseline", baseline_for="mobilenet", **_repeats(10.0, rounds, 6))
+    result = gate(tmp_path, text, make_export(cand, base))
+    (ev,) = result.evaluations  # the baseline cell is the reference, not a candidate
+    assert ev.cell == ("pi-4b-01", "mobilenet", "int8")
+    assert ev.verdict is Verdict.FAIL and "in-run baseline" in ev.explanation and "paired" in ev.explanation
+    same = gate(tmp_path, text, make_export(make_cell(**_repeats(10.0, rounds, 7)), base))
+    assert same.verdict is Verdict.PASS
 
 
 def test_max_regression_accepts_percent_strings_and_numbers() -> None:

@@ -19,6 +19,7 @@ from harness.report.plots import pareto_front
 from harness.report.recommend import recommend
 from harness.report.render import render_index, render_report, script_json
 from harness.report.view import baseline_delta
+from harness.results.record import Cell
 
 from tests.support.synthetic import fleet_export, synthetic_cell, synthetic_export
 
@@ -46,8 +47,9 @@ def _cells() -> list[dict[str, Any]]:
                                    "</script><script>alert(2)</script>"),
         # throttled during the run (0x80008: soft temperature limit now and since boot)
         synthetic_cell(WEIRD_DEVICE, "mobilenet_v2", "fp32", _lat(rng, 45.0), cosine=1.0, throttled=0x80008),
-        # unstable: CV well over 10%
-        synthetic_cell(WEIRD_DEVICE, "mobilenet_v2", "int8", _lat(rng, 30.0, spread=0.3), cosine=0.996),
+        # uncertain: its three processes disagree by +-20%
+        synthetic_cell(WEIRD_DEVICE, "mobilenet_v2", "int8", _lat(rng, 24.0) + _lat(rng, 30.0) + _lat(rng, 36.0),
+                       cosine=0.996, repeat_sizes=[200, 200, 200]),
         # too few samples for a p90, and no accuracy data
         synthetic_cell(WEIRD_DEVICE, "mobilenet_v2", "dynamic", _lat(rng, 25.0, n=40), cosine=None,
                        flags=["same_as_fp32"]),
@@ -70,8 +72,13 @@ def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def report(export: dict[str, Any], artifacts: Path) -> Path:
     rng = np.random.default_rng(8)
-    base_cells = _cells()
-    base_cells[0]["latency_ms"] = synthetic_cell("x", "m", "v", _lat(rng, 9.5))["latency_ms"]  # fp32 got slower
+
+    def fp32(median_ms: float) -> Cell:  # measured in three processes, so a change can be told from noise
+        return synthetic_cell("pi-4b-01", "mobilenet_v2", "fp32", [v for level in (1.0, 1.01, 0.99)
+                              for v in _lat(rng, median_ms * level)], cosine=1.0, repeat_sizes=[200] * 3)
+
+    export = {**export, "results": [fp32(11.0), *export["results"][1:]]}
+    base_cells = [fp32(9.5), *_cells()[1:]]  # fp32 got slower
     baseline = synthetic_export(base_cells, run_id="20261120-090000-cd34", label="v1.1")
     return render_report(export, artifacts / "report.html", baseline=baseline)
 
@@ -94,7 +101,7 @@ def test_unmeasured_accuracy_is_allowed_but_marked(export: dict[str, Any]) -> No
     assert not rec.winner.accuracy_measured and rec.winner.reason.endswith("(accuracy not measured)")
     assert rec.runner_up is not None and rec.runner_up.accuracy_measured
     assert rec.runner_up.variant == "int8" and rec.why("int8").endswith(
-        "measurement flagged high_cv: re-measure before relying on it")
+        "measurement flagged uncertain_p50: re-measure before relying on it")
 
 
 def test_classifier_top1_rule_and_custom_bar() -> None:
@@ -131,23 +138,31 @@ def test_no_winner_when_nothing_passes() -> None:
 
 
 # -- baseline significance ------------------------------------------------------------
-def test_baseline_delta_marks_only_significant_changes_above_noise() -> None:
+def _runs_of(rng: np.random.Generator, median_ms: float, levels: list[float], spread: float = 0.03) -> Cell:
+    """A cell measured in len(levels) processes, process k at median_ms * levels[k]."""
+    lat = [v for level in levels for v in _lat(rng, median_ms * level, spread=spread)]
+    return synthetic_cell("d", "m", "v", lat, repeat_sizes=[200] * len(levels))
+
+
+def test_baseline_delta_marks_only_changes_beyond_the_noise() -> None:
     rng = np.random.default_rng(3)
-    base = synthetic_cell("d", "m", "v", _lat(rng, 10.0, n=300))
-    same = baseline_delta(synthetic_cell("d", "m", "v", _lat(rng, 10.0, n=300)), base)
-    assert same.kind == "same" and not same.significant and same.text == "no significant change"
-    slower = baseline_delta(synthetic_cell("d", "m", "v", _lat(rng, 11.0, n=300)), base)
-    assert slower.kind == "slower" and slower.significant and slower.p_value is not None and slower.p_value < 0.01
-    assert slower.pct is not None and 7 < slower.pct < 13
-    assert baseline_delta(base, synthetic_cell("d", "m", "v", _lat(rng, 11.0, n=300))).kind == "faster"
-    # 1% slower with tight samples: statistically significant, but under the 2% noise threshold
-    tight = synthetic_cell("d", "m", "v", _lat(rng, 10.0, n=2000, spread=0.002))
-    small = baseline_delta(synthetic_cell("d", "m", "v", _lat(rng, 10.1, n=2000, spread=0.002)), tight)
-    assert small.p_value is not None and small.p_value < 0.01 and small.kind == "same"
-    # a noisy 5% shift on few samples is not significant
-    few = baseline_delta(synthetic_cell("d", "m", "v", _lat(rng, 10.5, n=5, spread=0.2)),
-                         synthetic_cell("d", "m", "v", _lat(rng, 10.0, n=5, spread=0.2)))
-    assert few.kind == "same"
+    steady = [1.0, 1.01, 0.99, 1.005, 0.995]
+    base = _runs_of(rng, 10.0, steady)
+    same = baseline_delta(_runs_of(rng, 10.0, steady), base)
+    assert same.kind == "same" and not same.significant and same.text.startswith("×") and same.ci95 is not None
+    slower = baseline_delta(_runs_of(rng, 11.0, steady), base)
+    assert slower.kind == "slower" and slower.significant and slower.ci95 is not None and slower.ci95[0] > 1.05
+    assert slower.pct is not None and 7 < slower.pct < 13 and "5 vs 5 repeats" in slower.detail
+    assert baseline_delta(base, _runs_of(rng, 11.0, steady)).kind == "faster"
+    # 1% slower, certain: under the 2% a report marks
+    assert baseline_delta(_runs_of(rng, 10.1, [1.0, 1.001, 0.999], spread=0.002),
+                          _runs_of(rng, 10.0, [1.0, 1.001, 0.999], spread=0.002)).kind == "same"
+    # one process each: +40% with tight samples cannot be told from run-to-run noise
+    one = baseline_delta(synthetic_cell("d", "m", "v", _lat(rng, 14.0, n=2000, spread=0.002)),
+                         synthetic_cell("d", "m", "v", _lat(rng, 10.0, n=2000, spread=0.002)))
+    assert one.kind == "undecided" and not one.significant and "one repeat" in one.text
+    # repeats that disagree: the change is within their noise
+    assert baseline_delta(_runs_of(rng, 11.0, [1.3, 0.8, 1.1]), _runs_of(rng, 10.0, [0.9, 1.2, 1.0])).kind == "same"
     failed = synthetic_cell("d", "m", "v", None, status="crashed", error="SIGSEGV")
     assert baseline_delta(failed, base).kind == "regressed"
     assert baseline_delta(base, failed).kind == "fixed"
@@ -157,8 +172,10 @@ def test_baseline_delta_marks_only_significant_changes_above_noise() -> None:
 def test_report_marks_baseline_changes(report: Path) -> None:
     html = report.read_text()
     row = re.search(r'<tr data-s="ok"[^>]* data-d="1">\s*<td>pi-4b-01</td><td>mobilenet_v2</td><td>fp32</td>.*?</tr>', html, re.S)
-    assert row and 'class="dl d-slower"' in row.group(0) and re.search(r"\+1\d\.\d% slower<small>p(=|&lt;)", row.group(0))
-    assert html.count('class="dl d-same"') >= 3 and "no significant change" in html
+    assert row and 'class="dl d-slower"' in row.group(0) and re.search(r"×1\.1\d\d \[1\.\d+, 1\.\d+\] slower<small>\+1\d\.\d%; 3 vs 3 repeats",
+                                                                       row.group(0))
+    # the other cells were measured once: the report says it cannot tell, not "same" nor "slower"
+    assert html.count('class="dl d-undecided"') >= 3 and "one repeat cannot tell" in html
 
 
 # -- the HTML file -------------------------------------------------------------------
@@ -215,6 +232,20 @@ def test_index_lists_runs_with_trend_lines(export: dict[str, Any], report: Path)
     assert "rpi&lt;b&gt;5&lt;/b&gt;" in html and "<b>5</b>" not in html
 
 
+def test_index_marks_where_a_series_shifted(tmp_path: Path) -> None:
+    rng = np.random.default_rng(11)
+    runs = []
+    for i in range(14):
+        level = 10.0 if i < 7 else 13.0  # a +30% regression landed with run 7
+        cells = [synthetic_cell("pi", "m", "fp32", _lat(rng, level * float(rng.lognormal(0, 0.02)))),
+                 synthetic_cell("pi", "m", "int8", _lat(rng, 5.0 * float(rng.lognormal(0, 0.02))))]
+        runs.append(synthetic_export(cells, run_id=f"20261101-0000{i:02d}-aa00", label=f"n{i}",
+                                     started_at=f"2026-11-01T00:{i:02d}:00+00:00"))
+    html = render_index(runs, tmp_path / "index.html").read_text()
+    assert html.count('class="shift"') == 1  # the steady int8 series claims none
+    assert re.search(r"<b>pi · fp32</b> shifted ×1\.(2|3)\d at run n7", html)
+
+
 def test_fleet_report_stays_small(tmp_path: Path) -> None:
     """Its speed is measured by benchmarks/bench_report.py (a time on a shared machine is no unit test)."""
     out = render_report(fleet_export(50, 10, 1000), tmp_path / "fleet.html")
@@ -244,9 +275,9 @@ def test_report_in_chromium(browser: Browser, report: Path, export: dict[str, An
     assert page.eval("document.scripts.length") == 2
     assert XSS in page.eval("document.querySelector('#matrix tr.bad summary').textContent")
     assert page.eval("JSON.parse(document.getElementById('edgebench-data').textContent).results[4].error").startswith(XSS)
-    # warnings in place: throttled p50, high-cv mean, too-few-samples p90
+    # warnings in place: throttled p50, uncertain p50, too-few-samples p90
     warned = page.eval("Array.from(document.querySelectorAll('#matrix td.w, #matrix td.wl'), td => td.title).join('\\n')")
-    assert "throttled" in warned and "unstable: CV" in warned and "p90 from 40 samples" in warned
+    assert "throttled" in warned and "uncertain: the p50" in warned and "p90 from 40 samples" in warned
 
     # sort by p50: click the header, rows follow p50 ascending, missing values last; again: descending
     p50s = "Array.from(document.querySelectorAll('#matrix tbody tr'), r => r.cells[4].dataset.v)"

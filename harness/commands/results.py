@@ -11,6 +11,7 @@ from ..gate.evaluate import evaluate
 from ..gate.writers import markdown_summary, text_summary, write_junit
 from ..report.render import render_index, render_report
 from ..results.export import pytest_benchmark_json, write_json
+from ..results.noise import NoiseFloor, noise_floors
 from ..results.store import Store, store_path
 from .output import out
 
@@ -23,7 +24,8 @@ def cmd_report(*, run: str | None = None, baseline: str | None = None, out_path:
     run_id = db.resolve(run)
     export = db.export_run(run_id)
     base = db.export_run(db.resolve(baseline)) if baseline else None
-    path = render_report(export, out_path or Path("reports") / f"{run_id}.html", baseline=base)
+    path = render_report(export, out_path or Path("reports") / f"{run_id}.html", baseline=base,
+                         floors=floors_from_history(db, run_id))
     render_index([db.export_run(r["id"]) for r in db.runs()], path.parent / "index.html")
     print(f"report: {path}", file=out(stream))
     return ExitCode.OK
@@ -50,7 +52,8 @@ def cmd_gate(budgets: Path, *, run: str | None = None, baseline: str | None = No
     db = Store(store_path(store))
     export = db.export_run(db.resolve(run))
     base = db.export_run(db.resolve(baseline)) if baseline else None
-    result = evaluate(export, rules, base, allow_missing)
+    floors = {d: f.sigma for d, f in floors_from_history(db, export["run"]["id"]).items()} if base else None
+    result = evaluate(export, rules, base, allow_missing, floors)
     print(text_summary(result), file=out(stream))
     if junit:
         write_junit(result, junit)
@@ -58,3 +61,8 @@ def cmd_gate(budgets: Path, *, run: str | None = None, baseline: str | None = No
         with open(markdown, "a", encoding="utf-8") as fh:
             fh.write(markdown_summary(result) + "\n")
     return int(result.exit_code)
+
+
+def floors_from_history(db: Store, run_id: str) -> dict[str, NoiseFloor]:
+    """Each device's run-to-run noise floor from every stored run but the one judged."""
+    return noise_floors(db.cells(r["id"]) for r in db.runs() if r["id"] != run_id)

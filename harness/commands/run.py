@@ -6,6 +6,7 @@ import os
 import platform
 import subprocess
 import sys
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,10 +18,12 @@ from ..config.inventory import Device, Inventory
 from ..config.settings import MeasureSettings, RunPolicy, cli_flag
 from ..config.suite import ModelEntry, Suite, load_suite
 from ..conversion.recipes import parse_variants
-from ..fleet.jobs import ModelVariant, discover, from_converted
+from ..fleet.jobs import ModelVariant, discover, from_converted, side_by_side
 from ..fleet.runner import measure_all
+from ..gate.budgets import load_budgets
 from ..results.record import Cell, DeviceRecord, Status, p50
 from ..results.store import Store, store_path
+from .conclusive import check_can_decide, until_conclusive
 from .convert import convert_validated
 from .output import default_inventory, out, summary_table
 from .results import cmd_gate
@@ -58,7 +61,7 @@ class _Plan:
 
 
 def _plan(suite_path: Path | None, models: list[Path] | None, inventory: Path | None, devices: str | None,
-          measure: Mapping[str, Any], stream: TextIO) -> _Plan:
+          measure: Mapping[str, Any], stream: TextIO, baseline_models: list[Path] | None = None) -> _Plan:
     """What to measure where, with which settings: the suite's, overridden by the command line."""
     if suite_path is None and not models and DEFAULT_SUITE.exists():
         suite_path = DEFAULT_SUITE
@@ -66,23 +69,35 @@ def _plan(suite_path: Path | None, models: list[Path] | None, inventory: Path | 
     entries = [ModelEntry(p) for p in models] if models else suite.models
     if not entries:
         raise EdgebenchError("nothing to run: give a suite file, --models, or put a suite.yaml here")
+    base_entries = [ModelEntry(p) for p in baseline_models] if baseline_models else suite.baseline_models
     inv = default_inventory(inventory or suite.inventory)
     settings = MeasureSettings().merged(suite.settings, lambda key: suite.settings_where.get(key, "suite"))
     settings = settings.merged(measure, lambda key: cli_flag(key) or key)
-    return _Plan(suite, inv, inv.select(devices or suite.devices), settings,
-                 [mv for entry in entries for mv in _variants_for(entry, stream)])
+    variants = [mv for entry in entries for mv in _variants_for(entry, stream)]
+    if base_entries:
+        variants = side_by_side(variants, [mv for entry in base_entries for mv in _variants_for(entry, stream)])
+    return _Plan(suite, inv, inv.select(devices or suite.devices), settings, variants)
 
 
 def cmd_run(suite_path: Path | None = None, *, models: list[Path] | None = None, inventory: Path | None = None,
             devices: str | None = None, label: str | None = None, store: Path | None = None,
             resume: str | None = None, measure: Mapping[str, Any] | None = None, policy: RunPolicy = RunPolicy(),
-            quiet: bool = False, gate_budgets: Path | None = None, stream: TextIO | None = None) -> int:
+            quiet: bool = False, gate_budgets: Path | None = None, stream: TextIO | None = None,
+            baseline_models: list[Path] | None = None, until_decided: bool = False,
+            max_time_s: float | None = None) -> int:
     """Benchmark every variant on every selected device; returns the exit code (run id printed).
 
-    ``measure`` holds measurement settings by name (MeasureSettings), as given on the command line.
+    ``measure`` holds measurement settings by name (MeasureSettings), as given on the command line;
+    ``baseline_models`` are measured side by side with the models (``MODEL@baseline`` cells);
+    ``until_decided`` adds repeats until every max_regression check is decided or ``max_time_s`` is spent.
     """
+    started = time.monotonic()
     stream = out(stream)
-    plan = _plan(suite_path, models, inventory, devices, measure or {}, stream)
+    plan = _plan(suite_path, models, inventory, devices, measure or {}, stream, baseline_models)
+    budgets = gate_budgets or plan.suite.budgets
+    rules = load_budgets(budgets) if until_decided and budgets else []
+    if until_decided:
+        check_can_decide(rules, plan.variants)
     db = Store(store_path(store))
     if resume:
         run_id = db.resolve(resume)
@@ -115,8 +130,10 @@ def cmd_run(suite_path: Path | None = None, *, models: list[Path] | None = None,
     except KeyboardInterrupt:
         print(f"\ninterrupted: measured cells are stored; continue with --resume {run_id}", file=sys.stderr)
         return ExitCode.INTERRUPTED
+    if until_decided:
+        until_conclusive(db, run_id, rules, plan.devices, plan.variants, plan.settings, policy, started, max_time_s)
     db.finish_run(run_id)
-    return _finish(db, run_id, gate_budgets or plan.suite.budgets, store, stream)
+    return _finish(db, run_id, budgets, store, stream)
 
 
 def _finish(db: Store, run_id: str, budgets: Path | None, store: Path | None, stream: TextIO) -> int:

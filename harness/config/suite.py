@@ -10,6 +10,8 @@
         calibration: data/calib.npz
       - path: build/detector               # a directory written by `edgebench convert`
       - path: vendor/model.tflite          # an already converted model
+    baseline_models:               # optional: measured side by side with `models` (same entry format);
+      - path: release-1.4/detector  #   max_regression budgets compare against them
     runs: 100
     warmup: 5
     min_seconds: 1.0
@@ -31,7 +33,7 @@ from .settings import MeasureSettings
 from .yamlfile import YDict, YList, check_keys, load_yaml, where
 
 SETTING_KEYS = {f.name for f in fields(MeasureSettings)} - {"evaluate"}
-SUITE_KEYS = {"schema_version", "label", "inventory", "devices", "models", "budgets", *SETTING_KEYS}
+SUITE_KEYS = {"schema_version", "label", "inventory", "devices", "models", "baseline_models", "budgets", *SETTING_KEYS}
 MODEL_KEYS = {"path", "name", "variants", "calibration", "eval_data", "custom_objects"}
 SOURCE_SUFFIXES = (".keras", ".h5", ".hdf5")
 
@@ -57,6 +59,7 @@ class Suite:
     inventory: Path | None = None
     devices: list[str] | None = None
     models: list[ModelEntry] = field(default_factory=list)
+    baseline_models: list[ModelEntry] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)  # measurement settings given (checked), by name
     settings_where: dict[str, str] = field(default_factory=dict)
     budgets: Path | None = None
@@ -83,11 +86,33 @@ def load_suite(path: Path) -> Suite:
     def rel(value: Any) -> Path | None:
         return (base / value) if isinstance(value, str) else None
 
-    models_node = data["models"]
-    if not isinstance(models_node, YList) or not models_node:
-        raise EdgebenchError("models must be a non-empty list", where=where(path, data, "models"))
+    devices = _typed(path, data, "devices", (list, str))
+    settings = {key: data[key] for key in SETTING_KEYS if key in data}
+    MeasureSettings().merged(settings, lambda key: where(path, data, key))  # refuse bad values here, naming the line
+    return Suite(
+        path=path,
+        label=_typed(path, data, "label", (str,)),
+        inventory=rel(_typed(path, data, "inventory", (str,))),
+        devices=[devices] if isinstance(devices, str) else devices,
+        models=_model_entries(path, data, "models"),
+        baseline_models=_model_entries(path, data, "baseline_models") if "baseline_models" in data else [],
+        settings=settings,
+        settings_where={key: where(path, data, key) for key in settings},
+        budgets=rel(_typed(path, data, "budgets", (str,))),
+    )
+
+
+def _model_entries(path: Path, data: YDict, key: str) -> list[ModelEntry]:
+    base = path.parent
+
+    def rel(value: Any) -> Path | None:
+        return (base / value) if isinstance(value, str) else None
+
+    node = data[key]
+    if not isinstance(node, YList) or not node:
+        raise EdgebenchError(f"{key} must be a non-empty list", where=where(path, data, key))
     models = []
-    for item in models_node:
+    for item in node:
         if isinstance(item, str):
             models.append(ModelEntry(base / item))
             continue
@@ -101,16 +126,4 @@ def load_suite(path: Path) -> Suite:
             eval_data=rel(_typed(path, item, "eval_data", (str,))),
             custom_objects=rel(_typed(path, item, "custom_objects", (str,))),
         ))
-    devices = _typed(path, data, "devices", (list, str))
-    settings = {key: data[key] for key in SETTING_KEYS if key in data}
-    MeasureSettings().merged(settings, lambda key: where(path, data, key))  # refuse bad values here, naming the line
-    return Suite(
-        path=path,
-        label=_typed(path, data, "label", (str,)),
-        inventory=rel(_typed(path, data, "inventory", (str,))),
-        devices=[devices] if isinstance(devices, str) else devices,
-        models=models,
-        settings=settings,
-        settings_where={key: where(path, data, key) for key in settings},
-        budgets=rel(_typed(path, data, "budgets", (str,))),
-    )
+    return models

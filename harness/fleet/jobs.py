@@ -3,7 +3,7 @@ and what each device is asked to do with them (threads, delegate): one rule each
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +33,40 @@ class ModelVariant:
     reference_outputs: Path | None = None
     conversion: dict[str, Any] | None = None
     flags: list[str] = field(default_factory=list)
+    baseline_for: str | None = None  # an in-run baseline: the candidate model it is measured beside
 
     @property
     def key(self) -> str:
         return f"{self.model}/{self.variant}"
+
+
+BASELINE_SUFFIX = "@baseline"
+
+
+def side_by_side(candidates: list[ModelVariant], baselines: list[ModelVariant]) -> list[ModelVariant]:
+    """Candidate and baseline variants in one list, each baseline right after its candidate (so the ledger's
+    interleaving measures them back to back), baselines renamed ``MODEL@baseline``.
+
+    A baseline is matched by model and variant name; with exactly one model on each side the names may differ
+    (old/detector.tflite against new/detector_v2.tflite).
+    """
+    models = list(dict.fromkeys(mv.model for mv in candidates))
+    base_models = list(dict.fromkeys(mv.model for mv in baselines))
+    rename = {m: m for m in base_models}
+    if len(models) == 1 and len(base_models) == 1:
+        rename = {base_models[0]: models[0]}
+    unmatched = sorted(m for m in base_models if rename[m] not in models)
+    if unmatched:
+        raise EdgebenchError(f"baseline model(s) {', '.join(unmatched)} match no candidate model "
+                             f"({', '.join(models)}): name them alike")
+    renamed = {(rename[mv.model], mv.variant): replace(mv, model=rename[mv.model] + BASELINE_SUFFIX,
+                                                       baseline_for=rename[mv.model]) for mv in baselines}
+    ordered: list[ModelVariant] = []
+    for mv in candidates:
+        ordered.append(mv)
+        if (twin := renamed.pop((mv.model, mv.variant), None)) is not None:
+            ordered.append(twin)
+    return ordered + list(renamed.values())
 
 
 def from_converted(directory: Path, only: list[str] | None = None) -> list[ModelVariant]:

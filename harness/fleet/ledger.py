@@ -1,7 +1,7 @@
 """One device's bookkeeping: which (variant, repeat) results are still due, in which order the running
 measurer will report them, and the repeats already received.
 
-Repeats of a variant are interleaved across variants (v1 v2 v3 v1 v2 v3 ...) so thermal drift does not
+Repeats of a variant are interleaved across variants (v1 v2 v3 v3 v2 v1 ...) so thermal drift does not
 punish whichever variant runs last; each repeat is a fresh process (the unit of replication), and the
 repeats of a variant become one cell. Every variant ends as exactly one emitted cell.
 """
@@ -30,7 +30,8 @@ class Ledger:
         self.device = device
         self.repeats = max(1, repeats)
         self.emit = emit
-        self.pending = [Item(mv, r) for r in range(self.repeats) for mv in variants]
+        # odd repeats run in reverse order (A B B A ...): neither of two neighbours always goes first
+        self.pending = [Item(mv, r) for r in range(self.repeats) for mv in (variants if r % 2 == 0 else variants[::-1])]
         self.expected: list[Item] = []  # what the running measurer will still report, in order
         self._parts: dict[int, list[Measured]] = {}  # by id of the variant
 

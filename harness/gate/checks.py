@@ -2,9 +2,10 @@
 explains itself ("p90 41.2 ms > 40 ms on pi-4b-01 mobilenet int8").
 
 Every check x cell gets a verdict: PASS; WARN when the value passes but cannot be trusted (its 95% CI
-straddles the bound, the cell is flagged throttled/high_cv/too_few_samples, a regression is not
-significant, or data is missing under allow_missing); FAIL otherwise. Missing data FAILs by default:
-a release cannot pass on numbers nobody measured.
+straddles the bound, the cell is flagged throttled/too_few_samples, a regression is inconclusive, or data is
+missing under allow_missing); FAIL otherwise. Missing data FAILs by default: a release cannot pass on numbers
+nobody measured. A regression FAILs only when the whole 95% CI of the change is above the limit
+(results.comparison): never on one repeat, never within a device's noise floor.
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ from enum import IntEnum
 from typing import Any
 
 from ..common.errors import EdgebenchError
-from ..results.comparison import SIGNIFICANCE, p50_change
+from ..results.comparison import Change, Decision, compare
 from ..results.record import Cell, Status, p50
 from ..results.stats import quantile_ci95
 
-LATENCY_FLAGS = ("throttled", "high_cv")
+# Uncertainty is not a flag here: the checks read the confidence interval of what they compare.
+LATENCY_FLAGS = ("throttled",)
 
 
 class Verdict(IntEnum):
@@ -82,10 +84,21 @@ class CheckResult:
     where: str  # the cell ("pi-4b-01 mobilenet int8") or the rule's selectors when no cell matched
     note: str | None = None
     missing: bool = False  # no data: FAIL, or WARN under allow_missing
+    more_repeats: int | None = None  # an inconclusive regression: about how many more repeats would decide it
 
     @property
     def explanation(self) -> str:
         return f"{self.text} on {self.where}" + (f" ({self.note})" if self.note else "")
+
+
+@dataclass(frozen=True)
+class Reference:
+    """What a cell is compared with: its baseline cell, measured beside it in the same run (paired) or in a
+    stored run, with the device's noise floor (results.noise) when history knows it."""
+
+    cell: Cell
+    paired: bool = False
+    floor_sigma: float | None = None
 
 
 class Check(ABC):
@@ -94,13 +107,13 @@ class Check(ABC):
     metric: str
     limit: float
 
-    def evaluate(self, cell: Cell, baseline_cell: Cell | None = None) -> CheckResult:
+    def evaluate(self, cell: Cell, reference: Reference | None = None) -> CheckResult:
         if cell.get("status") != Status.OK:
             reason = str(cell.get("status")) + (f": {cell['error']}" if cell.get("error") else "")
             return self.missing(cell_label(cell), f"not measured ({reason})")
-        result = self._judge(cell, baseline_cell)
+        result = self._judge(cell, reference)
         if result.verdict is Verdict.PASS:
-            distrusted = sorted(set(self._distrust()) & set(self._flags(cell, baseline_cell)))
+            distrusted = sorted(set(self._distrust()) & set(self._flags(cell, reference)))
             if distrusted:
                 return replace(result, verdict=Verdict.WARN, note=f"untrustworthy: {', '.join(distrusted)}")
         return result
@@ -114,12 +127,12 @@ class Check(ABC):
         """The bound as a reader would write it: 'p90 <= 40 ms'."""
 
     @abstractmethod
-    def _judge(self, cell: Cell, baseline_cell: Cell | None) -> CheckResult: ...
+    def _judge(self, cell: Cell, reference: Reference | None) -> CheckResult: ...
 
     @abstractmethod
     def _distrust(self) -> tuple[str, ...]: ...
 
-    def _flags(self, cell: Cell, baseline_cell: Cell | None) -> list[str]:
+    def _flags(self, cell: Cell, reference: Reference | None) -> list[str]:
         return list(cell.get("flags") or [])
 
 
@@ -161,7 +174,7 @@ class Bound(Check):
             return (ci[0], ci[1]) if ci else None
         return quantile_ci95(latency.get("samples") or [], self.spec.quantile)
 
-    def _judge(self, cell: Cell, baseline_cell: Cell | None) -> CheckResult:
+    def _judge(self, cell: Cell, reference: Reference | None) -> CheckResult:
         value, output = self._read(cell)
         label = cell_label(cell)
         if value is None:
@@ -182,7 +195,7 @@ class Bound(Check):
 
 
 class Regression(Check):
-    """p50 slower than the baseline cell by more than `limit` percent, significant and beyond the noise."""
+    """p50 slower than the baseline cell by more than `limit` percent: decided on the CI of the change."""
 
     metric = REGRESSION
 
@@ -199,38 +212,45 @@ class Regression(Check):
     def _distrust(self) -> tuple[str, ...]:
         return LATENCY_FLAGS
 
-    def _flags(self, cell: Cell, baseline_cell: Cell | None) -> list[str]:
+    def _flags(self, cell: Cell, reference: Reference | None) -> list[str]:
         # A throttled baseline makes the comparison as doubtful as a throttled run.
-        return [*(cell.get("flags") or []), *((baseline_cell["flags"] if baseline_cell else None) or [])]
+        return [*(cell.get("flags") or []), *((reference.cell["flags"] if reference else None) or [])]
 
-    def _judge(self, cell: Cell, baseline_cell: Cell | None) -> CheckResult:
+    def _judge(self, cell: Cell, reference: Reference | None) -> CheckResult:
         label = cell_label(cell)
         new = cell.get("latency_ms")
-        if not new or not new.get("samples") or new.get("p50") is None:
-            return self.missing(label, "no latency samples")
+        if not new or new.get("p50") is None:
+            return self.missing(label, "no latency measured")
         assert new["p50"] is not None
-        change = p50_change(cell, baseline_cell) if baseline_cell is not None else None
-        if baseline_cell is None or change is None:
+        change = compare(cell, reference.cell, paired=reference.paired,
+                         floor_sigma=reference.floor_sigma) if reference is not None else None
+        if reference is None or change is None:
             # Nothing to regress from (a new cell, or one the baseline failed to measure): not this run's gap.
-            why = "no baseline cell" if baseline_cell is None else f"baseline cell is {baseline_cell.get('status')}"
+            why = "no baseline cell" if reference is None else f"baseline cell is {reference.cell.get('status')}"
             return CheckResult(self.metric, Verdict.WARN, new["p50"], None, None, f"p50 {fmt_number(new['p50'])} ms",
                                label, f"{why}: regression not checked")
-        old_p50 = p50(baseline_cell) or 0.0
-        limit_ms = old_p50 * (1 + self.limit / 100)
-        text = (f"p50 {fmt_number(new['p50'])} ms vs baseline {fmt_number(old_p50)} ms: {change.pct:+.1f}% "
-                f"{'<=' if change.pct <= self.limit else '>'} {fmt_number(self.limit)}%")
-        result = CheckResult(self.metric, Verdict.PASS, new["p50"], limit_ms, old_p50, text, label)
-        if change.pct <= self.limit:
+        old_p50 = p50(reference.cell) or 0.0
+        which = "in-run baseline" if reference.paired else "baseline"
+        text = (f"p50 {fmt_number(new['p50'])} ms vs {which} {fmt_number(old_p50)} ms: {change.describe()}, "
+                f"limit +{fmt_number(self.limit)}%")
+        result = CheckResult(self.metric, Verdict.PASS, new["p50"], old_p50 * (1 + self.limit / 100), old_p50,
+                             text, label)
+        decision = change.decide(self.limit)
+        if decision is Decision.WITHIN:
             return result
-        if not change.significant:
-            if change.p_value is None:
-                note = "not significant, too few samples"
-            elif change.p_value >= SIGNIFICANCE:
-                note = f"not significant, Mann-Whitney p={change.p_value:.2g}"
-            else:
-                note = f"within the runs' own noise of {change.noise_pct:.1f}%"
-            return replace(result, verdict=Verdict.WARN, note=note)
-        return replace(result, verdict=Verdict.FAIL, note=f"Mann-Whitney p={change.p_value:.2g}")
+        if decision is Decision.EXCEEDS:
+            return replace(result, verdict=Verdict.FAIL, note="the whole 95% CI is above the limit")
+        return replace(result, verdict=Verdict.WARN, note=self._inconclusive(change),
+                       more_repeats=change.repeats_needed(self.limit))
+
+    def _inconclusive(self, change: Change) -> str:
+        if change.ci95 is not None and change.floor is not None and change.ci95[0] > 1 + self.limit / 100:
+            return (f"inconclusive: within this device's run-to-run noise floor of {change.floor * 100:.1f}%; "
+                    "measure side by side (--baseline-models) to decide")
+        if change.single:
+            return ("inconclusive: a single repeat cannot separate a regression from run-to-run noise; use "
+                    "--repeats 3 or more, or --baseline-models to measure side by side")
+        return f"inconclusive: about {change.repeats_needed(self.limit)} more repeats would decide"
 
 
 def make_check(metric: str, value: Any, where_: str) -> Check:

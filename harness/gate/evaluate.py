@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from ..common.errors import EdgebenchError, ExitCode
-from ..results.record import Export, cell_key
+from ..results.record import Cell, Export, cell_key
 from .budgets import Rule
-from .checks import CheckResult, Regression, Verdict
+from .checks import CheckResult, Reference, Regression, Verdict
 
 
 @dataclass(frozen=True)
@@ -56,22 +56,40 @@ class GateResult:
 
 
 def evaluate(export: Export, rules: Sequence[Rule], baseline: Export | None = None,
-             allow_missing: bool = False) -> GateResult:
-    """Judge every rule on every cell it selects; `baseline` is another run's export (for max_regression)."""
+             allow_missing: bool = False, floors: Mapping[str, float] | None = None) -> GateResult:
+    """Judge every rule on every candidate cell it selects.
+
+    max_regression compares a cell with its in-run baseline (a ``MODEL@baseline`` cell measured beside it)
+    when the run has one, else with ``baseline`` (another run's export), where ``floors`` (device -> sigma of
+    log p50 between runs, results.noise) widens what counts as noise.
+    """
     labels = {d["name"]: {*(d.get("groups") or []), *(d.get("tags") or [])} for d in export.get("devices") or []}
+    results = export.get("results") or []
+    in_run = {(c["device"], c["baseline_for"], c["variant"]): c for c in results if c.get("baseline_for")}
     base_cells = {cell_key(c): c for c in (baseline["results"] if baseline else [])}
+
+    def reference(cell: Cell) -> Reference | None:
+        key = cell_key(cell)
+        if key in in_run:
+            return Reference(in_run[key], paired=True)
+        if key in base_cells:
+            return Reference(base_cells[key], floor_sigma=(floors or {}).get(cell["device"]))
+        return None
+
     evaluations = []
     for rule in rules:
-        if baseline is None and any(isinstance(c, Regression) for c in rule.checks):
-            raise EdgebenchError("max_regression needs a baseline run: pass --baseline ID or LABEL", where=rule.where)
-        cells = [c for c in export.get("results") or [] if rule.matches(c, labels)]
+        if baseline is None and not in_run and any(isinstance(c, Regression) for c in rule.checks):
+            raise EdgebenchError("max_regression needs a baseline: measure one side by side (run --baseline-models) "
+                                 "or pass --baseline ID or LABEL", where=rule.where)
+        # in-run baseline cells are what candidates are compared with, not candidates themselves
+        cells = [c for c in results if not c.get("baseline_for") and rule.matches(c, labels)]
         if not cells:
-            results = tuple(c.missing(rule.selectors, "no cell matched") for c in rule.checks)
-            evaluations.append(Evaluation(rule, None, _allow(results, allow_missing)))
+            missing = tuple(c.missing(rule.selectors, "no cell matched") for c in rule.checks)
+            evaluations.append(Evaluation(rule, None, _allow(missing, allow_missing)))
         for cell in cells:
-            key = cell_key(cell)
-            results = tuple(c.evaluate(cell, base_cells.get(key)) for c in rule.checks)
-            evaluations.append(Evaluation(rule, key, _allow(results, allow_missing)))
+            ref = reference(cell)
+            checked = tuple(c.evaluate(cell, ref) for c in rule.checks)
+            evaluations.append(Evaluation(rule, cell_key(cell), _allow(checked, allow_missing)))
     return GateResult(export["run"].get("id"), baseline["run"].get("id") if baseline else None,
                       tuple(evaluations))
 

@@ -39,9 +39,5 @@ def short(text: str | None, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def p_text(p: float) -> str:
-    return "p<1e-6" if p < 1e-6 else f"p={p:.2g}"
-
-
 def sort_key(v: float | None) -> str:
     return "" if v is None else f"{v:.7g}"

@@ -135,8 +135,10 @@ def tradeoff_svg(points: Sequence[tuple[str, float, float]], y_label: str, *, ma
     return plot.svg(f"trade-off: p50 vs {y_label}")
 
 
-def trend_svg(series: Mapping[str, Sequence[tuple[int, float]]], run_labels: Sequence[str]) -> Markup:
-    """One line per series over the runs (x = run index), p50 relative to the series' first run on y.
+def trend_svg(series: Mapping[str, Sequence[tuple[int, float]]], run_labels: Sequence[str],
+              shifts: Mapping[str, Sequence[tuple[int, float]]] | None = None) -> Markup:
+    """One line per series over the runs (x = run index), p50 relative to the series' first run on y;
+    ``shifts`` (per series: run index where it shifted, ratio) are marked with a ring.
 
     Relative, because variants of one model can differ 70x in speed: on an absolute axis the fast ones are a
     flat line at zero and their regressions invisible. Points keep the absolute p50 in their tooltip.
@@ -155,5 +157,9 @@ def trend_svg(series: Mapping[str, Sequence[tuple[int, float]]], run_labels: Seq
                           + "".join(f'<circle cx="{plot.sx(i)}" cy="{plot.sy(r)}" r="2.5"><title>{escape(name)} · '
                                     f'{escape(run_labels[i])}: {num(v)} ms ({r:.2f}×)</title></circle>'
                                     for (i, v), (_, r) in zip(pts, rel[name]))
+                          + "".join(f'<circle class="shift" cx="{plot.sx(i)}" cy="{plot.sy(dict(rel[name])[i])}" '
+                                    f'r="6"><title>{escape(name)}: shifted ×{ratio:.2f} at '
+                                    f'{escape(run_labels[i])}</title></circle>'
+                                    for i, ratio in (shifts or {}).get(name, ()))
                           + "</g>")
     return plot.svg("p50 over runs, relative to each series' first run")

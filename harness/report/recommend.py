@@ -165,7 +165,7 @@ def _rank(accepted: list[Cell]) -> list[Candidate]:
         accuracy, _ = cell_accuracy(cell)
         if not accuracy_measured(accuracy):
             reason += " (accuracy not measured)"
-        distrust = [f for f in cell.get("flags") or () if f in LATENCY_FLAGS]
+        distrust = [f for f in cell.get("flags") or () if f in (*LATENCY_FLAGS, "uncertain_p50")]
         if distrust:
             reason += f"; measurement flagged {', '.join(distrust)}: re-measure before relying on it"
         ranked.append(_candidate(cell, verdict, reason))

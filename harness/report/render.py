@@ -13,6 +13,7 @@ the export in the store has them; the report keeps summaries and the box-plot qu
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict
 from functools import lru_cache
 from pathlib import Path
@@ -24,14 +25,16 @@ from markupsafe import Markup
 from ..common.errors import EdgebenchError
 from ..common.files import atomic_write
 from ..gate.evaluate import GateResult
-from ..results.comparison import MIN_CHANGE_PCT, SIGNIFICANCE
+from ..results.changepoints import change_points
+from ..results.comparison import MIN_CHANGE_PCT
+from ..results.noise import NoiseFloor
 from ..results.record import Cell, Export, Status, cell_key, p50, samples
 from ..results.stats import MIN_SAMPLES
 from .format import num, short
 from .plots import PALETTE, box_quantiles, box_svg, trend_svg
 from .recommend import recommend, resolve_accuracy_bar
 from .sustained_view import sustained_views
-from .view import baseline_delta, device_views, lean_cell, predicted_compatibility, row, tradeoffs
+from .view import Delta, baseline_delta, device_views, lean_cell, predicted_compatibility, row, tradeoffs
 
 REPORT_SCHEMA_VERSION = 1  # of the HTML report (meta tag + embedded JSON), not of the export
 EXPORT_SCHEMA_VERSIONS = (1,)
@@ -88,28 +91,48 @@ def _compatibility(cells: list[Cell], rows: list[dict[str, Any]], devices: list[
         "predicted": predicted_compatibility([c for c in cells if c["model"] == m], vs)} for m, vs in variants.items()]
 
 
+def _deltas(cells: list[Cell], baseline: Export | None, floors: Mapping[str, NoiseFloor] | None) -> list[Delta | None]:
+    """Each candidate against its in-run baseline when the run has them (paired), else against the stored
+    baseline run's cell (with the device's noise floor); None for baseline cells and without a baseline."""
+    in_run = {(c["device"], c["baseline_for"], c["variant"]): c for c in cells if c.get("baseline_for")}
+    base_cells = {cell_key(c): c for c in (baseline["results"] if baseline else [])}
+    sigmas = {d: f.sigma for d, f in (floors or {}).items()}
+    out: list[Delta | None] = []
+    for cell in cells:
+        if cell.get("baseline_for") or not (in_run or baseline is not None):
+            out.append(None)
+        elif in_run:
+            out.append(baseline_delta(cell, in_run.get(cell_key(cell)), paired=True))
+        else:
+            out.append(baseline_delta(cell, base_cells.get(cell_key(cell)), floor_sigma=sigmas.get(cell["device"])))
+    return out
+
+
 def render_report(export: Export, out: Path, *, baseline: Export | None = None,
-                  accuracy_bar: dict[str, float] | None = None, budgets_result: GateResult | None = None) -> Path:
-    """Write the run's report as ONE self-contained HTML file (atomically) and return its path."""
+                  accuracy_bar: dict[str, float] | None = None, budgets_result: GateResult | None = None,
+                  floors: Mapping[str, NoiseFloor] | None = None) -> Path:
+    """Write the run's report as ONE self-contained HTML file (atomically) and return its path.
+
+    Each candidate is compared with its in-run baseline (``MODEL@baseline`` cells, measured side by side)
+    when the run has one, else with ``baseline``'s cell, where the device's noise floor applies."""
     _check_schema(export, "export")
     if baseline is not None:
         _check_schema(baseline, "baseline export")
     cells = list(export.get("results") or ())
     bar = resolve_accuracy_bar(accuracy_bar)
     recs = recommend(export, bar, budgets_result)
-    base_cells = {cell_key(c): c for c in (baseline["results"] if baseline else [])}
     boxes = [box_quantiles(samples(c)) for c in cells]
     scale = _box_scales(cells, boxes)
+    deltas = _deltas(cells, baseline, floors)
 
     rows, lean = [], []
-    for cell, q in zip(cells, boxes):
+    for cell, q, delta in zip(cells, boxes, deltas):
         key = cell_key(cell)
-        delta = baseline_delta(cell, base_cells.get(key)) if baseline is not None else None
         box = box_svg(q, *scale[key[:2]]) if q else None
         rows.append(row(cell, box, delta, recs.get(cell["device"], {}).get(cell["model"]), bar))
         lean.append(lean_cell(cell, q, delta))
 
-    devices = device_views(export)
+    devices = device_views(export, floors)
     for view in devices:
         dev_cells = [c for c in cells if c["device"] == view["name"]]
         view["models"] = [{"model": m, "rec": recs[view["name"]][m],
@@ -125,13 +148,16 @@ def render_report(export: Export, out: Path, *, baseline: Export | None = None,
     }
     counts = {"cells": len(rows), "ok": sum(r["ok"] for r in rows), "failed": sum(not r["ok"] for r in rows),
               "flagged": sum(bool(r["flags"]) for r in rows)}
-    if baseline is not None:
+    side_by_side = any(c.get("baseline_for") for c in cells)
+    compared = baseline is not None or side_by_side
+    if compared:
         counts["changed"] = sum(bool(r["delta"] and r["delta"].significant) for r in rows)
     html = _env().get_template("report.html.j2").render(
         schema_version=REPORT_SCHEMA_VERSION, run=export.get("run") or {}, devices=devices, rows=rows,
         compat=_compatibility(cells, rows, devices), counts=counts, baseline=baseline["run"] if baseline else None,
+        compared=compared, side_by_side=side_by_side,
         bar=bar, budgets=budgets_result is not None, data_json=script_json(data), sustained=sustained_views(cells),
-        min_samples=MIN_SAMPLES, noise_pct=MIN_CHANGE_PCT, alpha=SIGNIFICANCE)
+        min_samples=MIN_SAMPLES, noise_pct=MIN_CHANGE_PCT)
     return atomic_write(Path(out), html, mode=0o644)  # a report is meant to be shared
 
 
@@ -157,9 +183,13 @@ def render_index(runs: list[Export], out: Path) -> Path:
             median = p50(c)
             if c.get("status") == Status.OK and median:
                 trends.setdefault(c["model"], {}).setdefault(f"{c['device']} · {c['variant']}", []).append((i, median))
-    charts = [{"model": m, "svg": trend_svg(series, labels),
-               "legend": [(name, PALETTE[n % len(PALETTE)]) for n, name in enumerate(series)]}
-              for m, series in sorted(trends.items())]
+    charts = []
+    for m, series in sorted(trends.items()):
+        shifts = {name: [(pts[s.index][0], s.ratio) for s in change_points([v for _, v in pts])]
+                  for name, pts in series.items()}
+        charts.append({"model": m, "svg": trend_svg(series, labels, shifts),
+                       "legend": [(name, PALETTE[n % len(PALETTE)]) for n, name in enumerate(series)],
+                       "shifts": [(name, labels[i], ratio) for name, found in shifts.items() for i, ratio in found]})
     data = {"schema_version": REPORT_SCHEMA_VERSION,
             "runs": [{**run_header, "cells": r["cells"], "ok": r["ok"]} for r, run_header in zip(rows, headers)]}
     html = _env().get_template("index.html.j2").render(

@@ -8,28 +8,29 @@ from typing import Any, NamedTuple
 
 from markupsafe import Markup
 
-from ..results.comparison import comparable, p50_change
+from ..results.comparison import comparable, compare
+from ..results.noise import NoiseFloor
 from ..results.record import Cell, Export, Status, Thermal, p50
 from ..results.stats import MIN_SAMPLES, THROTTLE_NOW_MASK
-from .format import g4, hexval, num, p_text, pct, short, size, sort_key
+from .format import g4, hexval, num, pct, short, size, sort_key
 from .plots import tradeoff_svg
 from .recommend import Recommendation, acc_min, accuracy_failure, cell_accuracy
 
 
 @dataclass(frozen=True)
 class Delta:
-    kind: str  # slower | faster | same | untested | new | regressed | fixed
+    kind: str  # slower | faster | same | undecided | untested | new | regressed | fixed
     text: str
     detail: str = ""
     pct: float | None = None
-    p_value: float | None = None
+    ci95: tuple[float, float] | None = None  # of the ratio new/old
 
     @property
     def significant(self) -> bool:
         return self.kind in ("slower", "faster")
 
 
-def baseline_delta(cell: Cell, base: Cell | None) -> Delta:
+def baseline_delta(cell: Cell, base: Cell | None, *, paired: bool = False, floor_sigma: float | None = None) -> Delta:
     """The cell against its baseline cell, as results.comparison decides it (the gate's definition too)."""
     if base is None:
         return Delta("new", "new in this run")
@@ -40,23 +41,27 @@ def baseline_delta(cell: Cell, base: Cell | None) -> Delta:
         return Delta("untested", f"failed in both ({base.get('status')} in baseline)")
     if not base_ok:
         return Delta("fixed", f"ok now; {base.get('status')} in baseline")
-    change = p50_change(cell, base)
+    change = compare(cell, base, paired=paired, floor_sigma=floor_sigma)
     if change is None:
         return Delta("untested", "no latency to compare")
-    if change.p_value is None:
-        return Delta("untested", "too few samples to test", pct(change.pct), change.pct)
-    if change.significant:
+    ratio = f"×{change.ratio:.3f}"
+    ci = f" [{change.ci95[0]:.3f}, {change.ci95[1]:.3f}]" if change.ci95 else ""
+    how = f"{change.repeats[0]} vs {change.repeats[1]} repeats, {'side by side' if paired else 'stored run'}"
+    if change.single and not change.changed:
+        return Delta("undecided", f"{ratio}: one repeat cannot tell", f"{pct(change.pct)}{ci}; {how}", change.pct,
+                     change.ci95)
+    if change.changed:
         slower = change.pct > 0
-        return Delta("slower" if slower else "faster", f"{pct(change.pct)} {'slower' if slower else 'faster'}",
-                     p_text(change.p_value), change.pct, change.p_value)
-    return Delta("same", "no significant change", f"{pct(change.pct)}, {p_text(change.p_value)}", change.pct,
-                 change.p_value)
+        return Delta("slower" if slower else "faster", f"{ratio}{ci} {'slower' if slower else 'faster'}",
+                     f"{pct(change.pct)}; {how}", change.pct, change.ci95)
+    return Delta("same", f"{ratio}{ci}", f"no change beyond the noise; {how}", change.pct, change.ci95)
 
 
 # flag -> (column it marks, message); the too-few-samples ones are common and mild: dimmed, not highlighted.
 FLAG_TEXT = {
     "throttled": ("p50", "device throttled during the run (before {tb}, after {ta}): cool it down or pin the governor"),
-    "high_cv": ("mean", "unstable: CV {cv}; close other work, pin the governor or measure longer"),
+    "uncertain_p50": ("p50", "uncertain: the p50's 95% CI is wider than ±5% ({ci}); use more --repeats, close "
+                             "other work or pin the governor"),
     "too_few_samples_p90": ("p90", "p90 from {n} samples: needs ≥{p90} to mean anything (--runs)"),
     "too_few_samples_p99": ("p99", "p99 from {n} samples: needs ≥{p99} to mean anything (--runs)"),
     "random_calibration": ("cosine", "int8 calibrated on random data: accuracy here says little; "
@@ -80,11 +85,11 @@ class Td(NamedTuple):
 
 def flag_message(flag: str, cell: Cell) -> str:
     lat: Any = cell.get("latency_ms") or {}
-    cv = lat.get("cv")
+    ci = lat.get("p50_ci95")
     return FLAG_TEXT[flag][1].format(
         tb=hexval((cell.get("thermal_before") or {}).get("throttled")),
         ta=hexval((cell.get("thermal_after") or {}).get("throttled")),
-        cv=f"{cv:.0%}" if cv is not None else "?", n=lat.get("count"), **MIN_SAMPLES)
+        ci=f"{num(ci[0])}–{num(ci[1])} ms" if ci else "?", n=lat.get("count"), **MIN_SAMPLES)
 
 
 def predicted_compatibility(cells: list[Cell], variants: list[str]) -> list[dict[str, Any]]:
@@ -154,8 +159,9 @@ def row(cell: Cell, box: Markup | None, delta: Delta | None, rec: Recommendation
     }
 
 
-def device_views(export: Export) -> list[dict[str, Any]]:
-    """A card per device: environment, runtime, delegates, thermal state before and after its cells."""
+def device_views(export: Export, floors: Mapping[str, NoiseFloor] | None = None) -> list[dict[str, Any]]:
+    """A card per device: environment, runtime, delegates, thermal state before and after its cells, and its
+    run-to-run noise floor learnt from history."""
     cells_by_device: dict[str, list[Cell]] = {}
     for cell in export.get("results") or ():
         cells_by_device.setdefault(cell["device"], []).append(cell)
@@ -180,6 +186,7 @@ def device_views(export: Export) -> list[dict[str, Any]]:
             "thermal": [("before", thermal_view(before)), ("after", thermal_view(after))],
             "peak_temp": f"{max(temps):.1f} °C" if temps else "—",
             "throttled": throttled,
+            "floor": (floors or {}).get(name),
         })
     return views
 

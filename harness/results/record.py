@@ -146,6 +146,8 @@ class Cell(_CellFields, total=False):
     unavailable: list[str]  # benchmark_model's cells: the fields that tool cannot fill
     benchmark_model: dict[str, Any]  # its own figures
     repeats: int  # measured cells: how many processes the samples come from
+    repeat_sizes: list[int]  # how many of the samples, in order, each process measured
+    baseline_for: str  # an in-run baseline cell (model "NAME@baseline"): the candidate model it is compared with
     sustained: Sustained  # `run --sustained`: the timeline, telemetry, burst/sustained p90, energy
 
 
@@ -215,6 +217,7 @@ class Measured(TypedDict, total=False):
     sample_t_ms: list[float]
     telemetry: list[TelemetryReading]
     power_method: str | None
+    repeat_sizes: list[int]  # merged repeats: samples per process
 
 
 class VariantInfo(Protocol):
@@ -226,9 +229,10 @@ class VariantInfo(Protocol):
     sha256: str | None
     conversion: dict[str, Any] | None
     flags: list[str]
+    baseline_for: str | None
 
 
-_OPTIONAL_MEASURED = ("warmup_runs", "stateful", "cell_ms", "unavailable", "benchmark_model")
+_OPTIONAL_MEASURED = ("warmup_runs", "stateful", "cell_ms", "unavailable", "benchmark_model", "repeat_sizes")
 
 
 def build_cell(device: str, mv: VariantInfo, status: Status, error: str | None, measured: Measured | None = None,
@@ -243,7 +247,7 @@ def build_cell(device: str, mv: VariantInfo, status: Status, error: str | None, 
     }
     if measured is not None:
         samples = measured.get("samples_ms")
-        latency = latency_summary(samples) if samples else measured.get("latency_ms")
+        latency = latency_summary(samples, measured.get("repeat_sizes")) if samples else measured.get("latency_ms")
         cell.update({
             # the stderr of a process that worked is its own business; of one that failed, the reason
             "stderr_tail": measured.get("stderr_tail") if status != Status.OK else None,
@@ -275,6 +279,8 @@ def build_cell(device: str, mv: VariantInfo, status: Status, error: str | None, 
         cell["flags"] = sorted(flags)
     if repeats is not None:
         cell["repeats"] = repeats
+    if mv.baseline_for:
+        cell["baseline_for"] = mv.baseline_for
     return cell
 
 
@@ -287,6 +293,21 @@ def merge_repeats(parts: Sequence[Measured]) -> Measured:
     merged: Measured = dict(parts[0])  # type: ignore[assignment]
     merged["thermal_after"] = parts[-1].get("thermal_after")
     merged["samples_ms"] = [s for part in parts for s in part.get("samples_ms") or ()]
+    if len(parts) > 1:
+        merged["repeat_sizes"] = [len(part.get("samples_ms") or ()) for part in parts]
+    return merged
+
+
+def extend_cell(cell: Cell, more: Cell) -> Cell:
+    """``cell`` with the repeats of ``more`` (a later measurement of the same variant) added after its own."""
+    sizes = [*(cell.get("repeat_sizes") or [len(samples(cell))]), *(more.get("repeat_sizes") or [len(samples(more))])]
+    merged: Cell = {**cell, "repeats": (cell.get("repeats") or 1) + (more.get("repeats") or 1), "repeat_sizes": sizes}
+    latency = latency_summary(samples(cell) + samples(more), sizes)
+    merged["latency_ms"] = latency
+    flags = set(cell["flags"]) - {"uncertain_p50"} | set(more["flags"]) - {"uncertain_p50"}
+    flags |= set(validity_flags(latency, cell["thermal_before"], more["thermal_after"]))
+    merged["flags"] = sorted(flags)
+    merged["thermal_after"] = more["thermal_after"]
     return merged
 
 

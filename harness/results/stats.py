@@ -1,4 +1,5 @@
-"""Statistics on raw samples: summaries, confidence intervals, trust flags, significance."""
+"""Statistics on raw samples: summaries, confidence intervals (within one process and between processes),
+trust flags."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ if TYPE_CHECKING:
 
 # MLPerf LoadGen's minimum sample counts for a percentile estimate to mean anything.
 MIN_SAMPLES = {"p90": 64, "p99": 662}
-HIGH_CV = 0.10
+# the p50 is "uncertain" when its 95% CI is wider than +-5%: a 5% budget could not be checked against it
+UNCERTAIN_P50 = 0.05
+Z95 = 1.96
 # Raspberry Pi firmware bits: 1 frequency capped, 2 throttled, 3 soft temperature limit
 # (bit 0, under-voltage, is reported but does not by itself slow the run).
 THROTTLE_NOW_MASK = 0b1110
@@ -40,10 +43,47 @@ def median_ci95(samples: Sequence[float]) -> tuple[float, float] | None:
     return quantile_ci95(samples, 0.5)
 
 
-def latency_summary(samples: Sequence[float]) -> LatencySummary:
+def t95(df: float) -> float:
+    """The two-sided 95% quantile of Student's t."""
+    from scipy import stats as sps  # imported here: most commands never compare anything
+
+    return float(sps.t.ppf(0.975, df))
+
+
+def chi2_quantile(q: float, df: float) -> float:
+    from scipy import stats as sps
+
+    return float(sps.chi2.ppf(q, df))
+
+
+def log_interval(estimate: float, se: float, crit: float) -> tuple[float, float]:
+    """A symmetric interval in log space, back as ratios/values."""
+    return (math.exp(estimate - crit * se), math.exp(estimate + crit * se))
+
+
+def log_medians(groups: Sequence[Sequence[float]]) -> list[float]:
+    return [math.log(m) for m in (float(np.median(g)) for g in groups if len(g)) if m > 0]
+
+
+def between_repeats_ci95(groups: Sequence[Sequence[float]]) -> tuple[float, float] | None:
+    """95% CI of the typical p50 from per-process medians (t-interval in log space); None under 2 processes.
+
+    With repeats this is the honest CI: the spread between processes, not the (tiny) spread within one.
+    """
+    logs = log_medians(groups)
+    if len(logs) < 2:
+        return None
+    return log_interval(float(np.mean(logs)), float(np.std(logs, ddof=1)) / math.sqrt(len(logs)),
+                        t95(len(logs) - 1))
+
+
+def latency_summary(samples: Sequence[float], repeat_sizes: Sequence[int] | None = None) -> LatencySummary:
     out: Any = summarize(list(samples))
     out["samples"] = list(samples)
     ci = median_ci95(samples)
+    if repeat_sizes and len(repeat_sizes) > 1 and sum(repeat_sizes) == len(samples):
+        bounds = np.cumsum([0, *repeat_sizes])
+        ci = between_repeats_ci95([samples[bounds[i]:bounds[i + 1]] for i in range(len(repeat_sizes))]) or ci
     out["p50_ci95"] = list(ci) if ci else None
     out["cv"] = round(out["std"] / out["mean"], 4) if out["count"] > 1 and out["mean"] else None
     return out
@@ -56,9 +96,9 @@ def validity_flags(latency: LatencySummary, thermal_before: Thermal | None, ther
     for pct, need in MIN_SAMPLES.items():
         if 0 < count < need:
             flags.append(f"too_few_samples_{pct}")
-    cv = latency.get("cv")
-    if cv is not None and cv > HIGH_CV:
-        flags.append("high_cv")
+    ci, median = latency.get("p50_ci95"), latency.get("p50")
+    if ci and median and (ci[1] - ci[0]) / 2 / median > UNCERTAIN_P50:
+        flags.append("uncertain_p50")
     before, after = ((state or {}).get("throttled") for state in (thermal_before, thermal_after))
     now = any(isinstance(v, int) and v & THROTTLE_NOW_MASK for v in (before, after))
     # bits 16-19 are sticky since boot: a bit that appears between before and after happened during the run
@@ -76,23 +116,3 @@ def delegate_flags(delegate: Delegate | None) -> list[str]:
     if coverage.get("cpu_ops"):
         return ["cpu_fallback"]
     return []
-
-
-def mann_whitney_p(a: list[float], b: list[float]) -> float | None:
-    """Two-sided Mann-Whitney U p-value (normal approximation with tie correction)."""
-    n1, n2 = len(a), len(b)
-    if n1 < 3 or n2 < 3:
-        return None
-    values = np.concatenate([np.asarray(a, float), np.asarray(b, float)])
-    # average ranks of tied values, from the run lengths of the sorted unique values
-    _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
-    ranks = (np.cumsum(counts) - (counts - 1) / 2.0)[inverse]
-    r1 = ranks[:n1].sum()
-    u1 = r1 - n1 * (n1 + 1) / 2.0
-    n = n1 + n2
-    tie = (counts**3 - counts).sum() / (n * (n - 1)) if n > 1 else 0.0
-    sigma = math.sqrt(n1 * n2 / 12.0 * ((n + 1) - tie))
-    if sigma == 0:
-        return 1.0
-    z = (abs(u1 - n1 * n2 / 2.0) - 0.5) / sigma
-    return float(math.erfc(max(z, 0.0) / math.sqrt(2)))

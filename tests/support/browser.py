@@ -171,9 +171,10 @@ class Page:
         return result["result"].get("value")
 
     def click(self, selector: str) -> None:
-        """A real mouse click (press + release) at the centre of the element, as a user would."""
+        """A real mouse click (press + release) at the centre of the element, as a user would (of its first line
+        box: the centre of a link that wraps over two lines is between them, on its parent)."""
         x, y = self.eval(f"""(() => {{ const e = document.querySelector({json.dumps(selector)});
-            e.scrollIntoView({{block: "center"}}); const r = e.getBoundingClientRect();
+            e.scrollIntoView({{block: "center"}}); const r = e.getClientRects()[0];
             return [r.x + r.width / 2, r.y + r.height / 2]; }})()""")
         for kind in ("mouseMoved", "mousePressed", "mouseReleased"):
             self.send("Input.dispatchMouseEvent", {"type": kind, "x": x, "y": y, "button": "left", "clickCount": 1})

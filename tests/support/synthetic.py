@@ -16,7 +16,7 @@ VARIANTS = ("fp32", "fp16", "dynamic", "int8", "int16x8", "edgetpu", "int8-t2", 
 def synthetic_cell(device: str, model: str, variant: str, samples: list[float] | None, *, status: str = "ok",
                    error: str | None = None, cosine: float | None = 0.999, top1: float | None = None,
                    throttled: int = 0, model_bytes: int = 3_600_000, flags: tuple[str, ...] = (),
-                   **extra: Any) -> Cell:
+                   repeat_sizes: list[int] | None = None, **extra: Any) -> Cell:
     """A result cell as the runner builds it (harness.results.record.build_cell) from these measurements."""
     thermal: list[Thermal] = [{"temperatures_c": {"cpu-thermal": t}, "throttled": v, "cpu_freq_khz": [1500000],
                                "loadavg": [0.3]} for t, v in ((48.5, 0), (63.0, throttled))]
@@ -32,6 +32,8 @@ def synthetic_cell(device: str, model: str, variant: str, samples: list[float] |
             "accuracy": {"logits": {"cosine": cosine, "snr_db": 31.4, "max_abs_err": 0.02, "mean_abs_err": 0.004,
                                     "top1_agreement": top1, "error": None}} if cosine is not None else None,
         }
+        if repeat_sizes:
+            measured["repeat_sizes"] = repeat_sizes
     variant_info = _Variant(model, variant, model_bytes, "ab" * 32, None, list(flags))
     cell = build_cell(device, variant_info, Status(status), error, measured)
     cell["measured_at"] = "2026-11-24T07:15:00+00:00"
@@ -47,6 +49,17 @@ class _Variant:
     sha256: str | None
     conversion: dict[str, Any] | None
     flags: list[str]
+    baseline_for: str | None = None
+
+
+def repeated_samples(rng: np.random.Generator, median: float, offsets: list[float], n: int = 200,
+                     spread: float = 0.03) -> tuple[list[float], list[int]]:
+    """Samples of len(offsets) processes: each process's level is median * exp(offset) (the run-to-run
+    variance a single process never sees), its samples log-normal around it; and the samples per process."""
+    out: list[float] = []
+    for offset in offsets:
+        out += (median * np.exp(offset) * rng.lognormal(0, spread, n)).round(5).tolist()
+    return out, [n] * len(offsets)
 
 
 def synthetic_device(name: str) -> dict[str, Any]:
