@@ -151,7 +151,7 @@ def test_baseline_label_pytest_benchmark_export_and_markdown(tmp_path: Path, con
     assert gate.code == 0, gate.out + gate.err
     md = summary.read_text()
     assert md.startswith("earlier step\n")  # appended: $GITHUB_STEP_SUMMARY is shared by a job's steps
-    # PASS, or WARN when this shared machine makes the samples noisy (high_cv): never FAIL at a 1000% bound.
+    # PASS, or WARN when this shared machine makes the samples noisy: never FAIL at a 1000% bound.
     assert md.count("## edgebench gate:") == 1 and "FAIL" not in md
     assert f"against baseline `{v1}`" in md and "| local | fp32 | tflite |" in md and "vs baseline" in md
     exported = run_cli("export", "--store", store, "--run", "v2", "--format", "pytest-benchmark")
