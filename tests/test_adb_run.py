@@ -70,16 +70,11 @@ def test_run_with_the_python_agent_on_two_phones(two_phones: list[AdbTestDevice]
     store = tmp_path / "s.sqlite"
     result = run_cli("run", "--models", converted, "--inventory", inv, "--devices", "phones", "--runs", "5",
                      "--min-seconds", "0", "--store", store, "-q")
-    assert result.code in (0, 3), result.err
+    assert result.code == 0, result.err
     export = json.loads(run_cli("export", "--store", store).out)
-    by_device: dict[str, list[dict]] = {}
-    for cell in export["results"]:
-        by_device.setdefault(cell["device"], []).append(cell)
-    assert sorted(by_device) == ["phone-1", "phone-2"]
-    for cells in by_device.values():
-        assert {c["variant"] for c in cells} == {"fp32", "fp16", "dynamic", "int8", "int16x8"}
-        fp32 = next(c for c in cells if c["variant"] == "fp32")
-        assert fp32["status"] == "ok" and len(fp32["latency_ms"]["samples"]) >= 5
+    assert {(c["device"], c["variant"]): c["status"] for c in export["results"]} == {
+        (d, v): "ok" for d in ("phone-1", "phone-2") for v in ("fp32", "fp16", "dynamic", "int8", "int16x8")}
+    assert all(len(c["latency_ms"]["samples"]) >= 5 for c in export["results"])
     assert all(d["status"] == "ok" and d["bytes_shipped"] > 0 for d in export["devices"])
     assert all(d["android"]["model"] and d["android"]["sdk"] for d in export["devices"])  # facts from getprop
 

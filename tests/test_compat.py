@@ -205,7 +205,7 @@ print(json.dumps(verdicts))
 def test_tflite_runtime_2_14_table_matches_the_real_wheel(tmp_path: Path) -> None:
     """The same measurement on the tflite-runtime 2.14.0 wheel, in the device environment the agent tests use."""
     probes = _probes(compat.RUNTIMES["tflite_runtime"].tables[(2, 14)])
-    files = {}
+    files: dict[tuple[str, int], str] = {}
     for (name, version), (code, _) in probes.items():
         path = tmp_path / f"{name}-{version}.tflite"
         path.write_bytes(_one_opcode_model(code, version))
@@ -215,7 +215,7 @@ def test_tflite_runtime_2_14_table_matches_the_real_wheel(tmp_path: Path) -> Non
                           timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     verdicts = json.loads(done.stdout)
-    version = subprocess.run([str(python), "-c", "import importlib.metadata as m; print(m.version('tflite-runtime'))"],
-                             capture_output=True, text=True, check=True).stdout.strip()
-    assert version == "2.14.0"
+    which = "import importlib.metadata as m; print(m.version('tflite-runtime'))"
+    installed = subprocess.run([str(python), "-c", which], capture_output=True, text=True, check=True).stdout.strip()
+    assert installed == "2.14.0"
     assert [(n, v, ok) for (n, v), (_, ok) in probes.items() if verdicts[files[(n, v)]] != ok] == []

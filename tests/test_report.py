@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -248,14 +247,11 @@ def test_index_marks_where_a_series_shifted(tmp_path: Path) -> None:
     assert re.search(r"<b>pi · fp32</b> shifted ×1\.(2|3)\d at run n7", html)
 
 
-def test_fleet_report_stays_small_and_fast(tmp_path: Path) -> None:
-    big = fleet_export(50, 10, 1000)
-    t0 = time.perf_counter()
-    out = render_report(big, tmp_path / "fleet.html")
-    elapsed = time.perf_counter() - t0
+def test_fleet_report_stays_small(tmp_path: Path) -> None:
+    """Its speed is measured by benchmarks/bench_report.py (a time on a shared machine is no unit test)."""
+    out = render_report(fleet_export(50, 10, 1000), tmp_path / "fleet.html")
     size = out.stat().st_size
     assert size <= 3_000_000, f"{size / 1e6:.2f} MB > 3 MB: raw samples embedded?"
-    assert elapsed < 6.0, f"{elapsed:.2f} s (target 2 s on an idle machine; see benchmarks/bench_report.py)"
 
 
 # -- in real Chromium ------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
+from os import PathLike
 
 from harness.cli import main
 
@@ -16,7 +17,7 @@ class CliResult:
     err: str
 
 
-def run_cli(*argv: str) -> CliResult:
+def run_cli(*argv: str | PathLike[str]) -> CliResult:
     """Run `edgebench ARGV` in-process, as a user would from a shell."""
     out, err = io.StringIO(), io.StringIO()
     with redirect_stdout(out), redirect_stderr(err):
