@@ -7,8 +7,10 @@ native delegate that hangs. Each device keeps its cache in this test's own direc
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -18,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.cli import run_cli
+from tests.support.cli import export_run as _export, run_cli
 from tests.support.sshd import SSHServer
 from tests.support.venvs import device_python
 
@@ -32,11 +34,6 @@ def _private_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     home.mkdir()
     monkeypatch.setenv("HOME", str(home))
 
-
-def _export(store: Path, run: str = "latest") -> dict[str, Any]:
-    result = run_cli("export", "--run", run, "--store", store)
-    assert result.code == 0, result.err
-    return json.loads(result.out)
 
 
 def _statuses(store: Path, run: str = "latest") -> dict[tuple[str, str, str], str]:
@@ -92,7 +89,8 @@ def test_run_budgets_and_a_suites_budgets_exit_1(tmp_path: Path, converted: Path
     assert "local" in failed and "p90" in failed and "no cell matched" not in failed, failed
     assert run_cli("run", *model, "--budgets", loose, *QUICK).code == 0
     suite = tmp_path / "suite.yaml"  # budgets: a path relative to the suite file, from another directory
-    suite.write_text(f"models:\n  - path: {converted / 'fp32.tflite'}\ndevices: [local]\nruns: 3\nmin_seconds: 0\n"
+    shutil.copy(converted / "fp32.tflite", tmp_path / "fp32.tflite")  # a suite's paths stay inside its directory
+    suite.write_text("models:\n  - path: fp32.tflite\ndevices: [local]\nruns: 3\nmin_seconds: 0\n"
                      "budgets: tight.yaml\n")
     assert run_cli("run", suite, "--store", store, "-q").code == 1
     suite.write_text(suite.read_text().replace("tight.yaml", "loose.yaml"))
@@ -161,7 +159,9 @@ def test_baseline_label_pytest_benchmark_export_and_markdown(tmp_path: Path, con
     pb = tmp_path / "0001_v2.json"
     pb.write_text(exported.out)
     # pytest-benchmark's own tool reads the file: the export is its format, not a look-alike.
-    compared = subprocess.run(["pytest-benchmark", "compare", str(pb), "--columns", "min,median,rounds"],
+    # (this interpreter's, not whatever `pytest-benchmark` PATH finds first)
+    compared = subprocess.run([sys.executable, "-c", "import sys; from pytest_benchmark.cli import main; sys.exit(main())",
+                               "compare", str(pb), "--columns", "min,median,rounds"],
                               capture_output=True, text=True, timeout=60)
     assert compared.returncode == 0, compared.stderr
     assert "local-tflite" in compared.stdout or "fp32[local-tflite]" in compared.stdout, compared.stdout

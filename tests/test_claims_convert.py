@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 from pathlib import Path
 from typing import Any
@@ -98,7 +99,8 @@ def test_a_suite_converts_its_source_model_then_reuses_the_conversion(keras_mode
                                                                       fresh_cache: None) -> None:
     monkeypatch.chdir(tmp_path)
     suite = tmp_path / "suite.yaml"
-    suite.write_text(f"label: nightly\nmodels:\n  - path: {keras_models['cnn']}\n    variants: [fp32, int8]\n"
+    shutil.copy(keras_models["cnn"], tmp_path / "cnn.keras")  # a suite's paths stay inside its directory
+    suite.write_text("label: nightly\nmodels:\n  - path: cnn.keras\n    variants: [fp32, int8]\n"
                      "devices: [local]\nruns: 3\nmin_seconds: 0\n")
     store = tmp_path / "s.sqlite"
     first = run_cli("run", suite, "--store", store)
@@ -108,7 +110,7 @@ def test_a_suite_converts_its_source_model_then_reuses_the_conversion(keras_mode
     cells = {c["variant"]: c for c in export["results"]}
     assert {v: c["status"] for v, c in cells.items()} == {"fp32": "ok", "int8": "ok"}
     assert cells["int8"]["conversion"]["cached"] is False
-    assert _manifest(tmp_path / ".edgebench" / "converted" / "cnn")["source"]["path"] == str(keras_models["cnn"])
+    assert _manifest(tmp_path / ".edgebench" / "converted" / "cnn")["source"]["path"] == str(tmp_path / "cnn.keras")
     second = run_cli("run", suite, "--store", store, "-q")
     assert second.code == 0, second.err
     again = {c["variant"]: c for c in json.loads(run_cli("export", "--store", store).out)["results"]}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -15,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.cli import run_cli
+from tests.support.cli import export_run as _export, run_cli
 
 EXPORT_CELL_FIELDS = {"device", "model", "variant", "status", "error", "latency_ms", "init_ms", "first_inference_ms",
                       "peak_rss_mb", "model_bytes", "runtime", "threads", "delegate"}
@@ -30,11 +29,6 @@ def _private_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     home.mkdir()
     monkeypatch.setenv("HOME", str(home))
 
-
-def _export(store: Path, run: str = "latest") -> dict[str, Any]:
-    result = run_cli("export", "--run", run, "--format", "json", "--store", store)
-    assert result.code == 0, result.err
-    return json.loads(result.out)
 
 
 @pytest.fixture()

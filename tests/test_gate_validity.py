@@ -3,7 +3,6 @@ candidate must, and --until-conclusive adds repeats until the check is decided o
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import time
@@ -11,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.cli import run_cli
+from tests.support.cli import export_run as _export, run_cli
 from tests.support.scaled_models import scaled_models
 
 FAST = ("--devices", "local", "--runs", "30", "--min-seconds", "0", "--warmup", "2", "-q")
@@ -27,11 +26,6 @@ def _budgets(tmp_path: Path) -> Path:
     path.write_text("budgets:\n  - max_regression: 5%\n")
     return path
 
-
-def _export(store: Path) -> dict:
-    result = run_cli("export", "--store", store)
-    assert result.code == 0, result.err
-    return json.loads(result.out)
 
 
 def test_aa_side_by_side_does_not_fail_and_is_shown_paired(nets: dict[int, Path], tmp_path: Path) -> None:

@@ -14,15 +14,14 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from harness.fleet.lab import Place, controller_identity, is_stale, parse_places
-from tests.support.cli import run_cli
+from tests.support.cli import export_run as _export, run_cli
 from tests.support.labgrid_lab import LabgridLab, labgrid_lab  # noqa: F401  (fixture)
 from tests.support.sleep_runtime import sleepy_python, stand_in_model
-from tests.support.sshd import SSHServer
+from tests.support.sshd import SSHServer, trust
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN = ("--runs", "10", "--min-seconds", "0", "--warmup", "1", "-q")
@@ -37,14 +36,6 @@ def _inventory(path: Path, server: SSHServer, python: Path, hosts: dict[str, str
     return path
 
 
-def _trust(home: Path, servers: list[SSHServer]) -> None:
-    (home / ".ssh" / "known_hosts").write_text("".join(s.known_hosts_line + "\n" for s in servers))
-
-
-def _export(store: Path) -> dict[str, Any]:
-    result = run_cli("export", "--store", store)
-    assert result.code == 0, result.err
-    return json.loads(result.out)
 
 
 def _edgebench(*args: object) -> subprocess.Popen[str]:
@@ -67,7 +58,7 @@ def pool(labgrid_lab: LabgridLab, sshd_servers: Callable[..., list[SSHServer]], 
          tmp_path: Path) -> tuple[LabgridLab, list[SSHServer], Path, Path]:
     """Two boards (sshd servers) exported as rpi-1 and rpi-2, tagged board=rpi4: (lab, servers, model, invoke log)."""
     servers = sshd_servers(2, log_level="INFO")
-    _trust(ssh_home, servers)
+    trust(ssh_home, servers)
     labgrid_lab.export({"board-1": servers[0], "board-2": servers[1]})
     labgrid_lab.place("rpi-1", "board-1", board="rpi4")
     labgrid_lab.place("rpi-2", "board-2", board="rpi4")

@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
-from tests.support.cli import run_cli
-from tests.support.sshd import SSHServer, free_port, keygen
+from tests.support.cli import export_run as _export, run_cli
+from tests.support.sshd import SSHServer, free_port, keygen, trust
 from tests.support.venvs import device_python
 
 
@@ -42,14 +42,6 @@ def _inventory(path: Path, servers: list[SSHServer], python: Path, **host_extra:
     return path
 
 
-def _trust(home: Path, servers: list[SSHServer]) -> None:
-    (home / ".ssh" / "known_hosts").write_text("".join(s.known_hosts_line + "\n" for s in servers))
-
-
-def _export(store: Path) -> dict[str, Any]:
-    result = run_cli("export", "--store", store)
-    assert result.code == 0, result.err
-    return json.loads(result.out)
 
 
 def _cells(store: Path) -> dict[tuple[str, str], dict[str, Any]]:
@@ -64,7 +56,7 @@ def lab(sshd_servers: Callable[..., list[SSHServer]], ssh_home: Path, agent_pyth
         tmp_path: Path) -> tuple[list[SSHServer], Path, Path]:
     """Three trusted devices: (servers, inventory, store)."""
     servers = sshd_servers(3)
-    _trust(ssh_home, servers)
+    trust(ssh_home, servers)
     return servers, _inventory(tmp_path / "inv.yaml", servers, agent_python), tmp_path / "s.sqlite"
 
 
@@ -141,7 +133,7 @@ def test_unreachable_port_and_crashing_agent(sshd_servers: Callable[..., list[SS
                                              agent_python: Path, converted: Path, native_lib: Path,
                                              tmp_path: Path) -> None:
     good, crashing = sshd_servers(2)
-    _trust(ssh_home, [good, crashing])
+    trust(ssh_home, [good, crashing])
     dead = SSHServer(**{**good.__dict__, "port": free_port()})
     inv = _inventory(tmp_path / "inv.yaml", [good, crashing, dead], agent_python,
                      **{"dev-2": {"delegate_library": str(native_lib), "delegate_options": "{mode: segv}"}})
@@ -159,7 +151,7 @@ def test_unreachable_port_and_crashing_agent(sshd_servers: Callable[..., list[SS
 def test_host_crash_then_resume(sshd_servers: Callable[..., list[SSHServer]], ssh_home: Path, agent_python: Path,
                                 converted: Path, tmp_path: Path) -> None:
     (server,) = sshd_servers(1)
-    _trust(ssh_home, [server])
+    trust(ssh_home, [server])
     inv = _inventory(tmp_path / "inv.yaml", [server], agent_python)
     store = tmp_path / "s.sqlite"
     argv = [sys.executable, "-m", "harness", "run", "--models", str(converted), "--inventory", str(inv),
@@ -194,7 +186,7 @@ def test_host_crash_then_resume(sshd_servers: Callable[..., list[SSHServer]], ss
 def test_devices_check_setup_and_purge(sshd_servers: Callable[..., list[SSHServer]], ssh_home: Path,
                                        tmp_path: Path) -> None:
     (server,) = sshd_servers(1)
-    _trust(ssh_home, [server])
+    trust(ssh_home, [server])
     # A device with a bare Python: no numpy, no runtime. `check` says so; `setup` fixes it.
     inv = _inventory(tmp_path / "inv.yaml", [server], device_python("bare"))
     check = run_cli("devices", "check", "--inventory", inv)

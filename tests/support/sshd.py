@@ -277,3 +277,8 @@ def sshd_servers(ssh_home: Path, tmp_path: Path) -> Iterator[Callable[..., list[
     yield start
     for server in started:
         server.stop()
+
+
+def trust(home: Path, servers: list[SSHServer]) -> None:
+    """known_hosts under ``home`` with these servers' host keys (the host verifies them, never trusts on first use)."""
+    (home / ".ssh" / "known_hosts").write_text("".join(s.known_hosts_line + "\n" for s in servers))
