@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--variants", type=int, default=10)
     ap.add_argument("--samples", type=int, default=1000)
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--baseline", action="store_true", help="also compare with a baseline run (Mann-Whitney per cell)")
+    ap.add_argument("--baseline", action="store_true", help="also compare with a baseline run (ratio and CI per cell)")
     ap.add_argument("--runs", type=int, default=400, help="stored runs for the team-scale part (0: skip it)")
     ap.add_argument("--history-samples", type=int, default=100, help="raw samples per cell of the older runs")
     ap.add_argument("--stores", default="sqlite,postgresql")

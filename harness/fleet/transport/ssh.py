@@ -274,6 +274,9 @@ class SSHTransport(Transport):
                     reason = f"no SSH handshake within {timeout:g} s"
                 raise TransportError("unreachable", f"{ep.label}: no SSH session with {ep.hostname}:{ep.port}: "
                                                     f"{reason}") from None
+            if time.monotonic() - started >= timeout:  # the server went silent mid-authentication: not a refusal
+                raise TransportError("timeout", f"{ep.label}: {ep.hostname}:{ep.port} stopped answering during "
+                                                f"authentication (no reply within {timeout:g} s)") from None
             tried = [key_label(k) for k in keys] + (["ssh-agent"] if os.environ.get("SSH_AUTH_SOCK") else [])
             raise TransportError("auth_failed", f"{ep.label}: authentication as {ep.address} failed "
                                                 f"({scrub_key_paths(reason, keys)}); tried {', '.join(tried) or 'no key'}"
