@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -106,8 +107,19 @@ class SqliteDatabase(Database):
             self.conn = sqlite3.connect(self.where, timeout=30, isolation_level=None, check_same_thread=False)
 
     def after_schema(self) -> None:
+        # WAL: readers never wait for the writer. Switching can fail at once with "locked" while another
+        # process that just created the store holds it (SQLite's busy timeout does not cover it): retry.
+        deadline = time.monotonic() + 30
         with self.lock, self._errors():
-            self.conn.execute("PRAGMA journal_mode=WAL")  # readers never wait for the writer
+            while True:
+                try:
+                    if self.conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                        self.conn.execute("PRAGMA journal_mode=WAL")
+                    return
+                except sqlite3.OperationalError as exc:
+                    if "locked" not in str(exc) or time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.05)
 
     def close(self) -> None:
         self.conn.close()
