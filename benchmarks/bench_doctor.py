@@ -18,32 +18,9 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-BUILD = r"""
-import sys, numpy as np, keras
-keras.utils.set_random_seed(0)
-if sys.argv[2] == "mobilenetv2":
-    m = keras.applications.MobileNetV2(input_shape=(224, 224, 3), weights=None)
-else:
-    m = keras.applications.MobileNetV2(input_shape=(96, 96, 3), alpha=0.35, weights=None, classes=10)
-rng = np.random.default_rng(0)
-for layer in m.layers:
-    if isinstance(layer, keras.layers.BatchNormalization):
-        gamma, beta, mean, var = layer.get_weights()
-        layer.set_weights([rng.uniform(0.5, 1.5, gamma.shape), rng.normal(0, 0.2, beta.shape),
-                           rng.normal(0, 0.5, mean.shape), rng.uniform(0.5, 2.0, var.shape)])
-m.save(sys.argv[1])
-"""
-
-
-def timed(argv: list[str], env: dict[str, str]) -> float:
-    t0 = time.perf_counter()
-    done = subprocess.run(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    if done.returncode not in (0, 3):  # 3: some variant or candidate failed, which is a result
-        sys.exit(f"{argv} failed ({done.returncode}):\n{done.stdout[-2000:]}")
-    return time.perf_counter() - t0
+from benchmarks.bench_convert import BUILD, timed
 
 
 def main() -> None:
@@ -54,7 +31,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         model = work / "model.keras"
-        subprocess.run([sys.executable, "-c", BUILD, str(model), a.model], check=True, env=env,
+        subprocess.run([sys.executable, "-c", BUILD, str(model), a.model, "seeded"], check=True, env=env,
                        stderr=subprocess.DEVNULL)
         env["EDGEBENCH_CACHE"] = str(work / "cache-convert")
         convert = timed([sys.executable, "-m", "harness", "convert", str(model), "--variants", "int8",

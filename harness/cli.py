@@ -14,7 +14,6 @@ import argparse
 import sys
 import traceback
 from collections.abc import Callable
-from typing import overload
 from dataclasses import fields
 from pathlib import Path
 
@@ -81,6 +80,8 @@ def _doctor_args(sp: argparse.ArgumentParser) -> None:
     _devices(sp)
     _measure_flags(sp)
     _store(sp)
+    sp.add_argument("--edgetpu", action="store_true",
+                    help="also build Edge TPU candidates (float tails; implied by an Edge TPU device in --devices)")
     sp.add_argument("-o", "--out", dest="out_dir", type=Path, help="output directory (default MODEL_doctor)")
 
 
@@ -89,7 +90,7 @@ def _doctor(a: Args) -> int:
     return commands.cmd_doctor(a.model, variant=a.variant, calibration=a.calibration, eval_data=a.eval_data,
                                custom_objects=a.custom_objects, out_dir=a.out_dir, devices=a.devices,
                                inventory=a.inventory, store=a.store, measure=measure,
-                               policy=RunPolicy(trust_new_hosts=a.trust_new_hosts))
+                               policy=RunPolicy(trust_new_hosts=a.trust_new_hosts), edgetpu=a.edgetpu)
 
 
 def _devices_args(sp: argparse.ArgumentParser) -> None:
@@ -128,7 +129,7 @@ def _run_args(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--budgets", type=Path, help="gate the run on this budgets file")
     sp.add_argument("--ship-failed", action="store_true",
                     help="also measure variants that failed on the host (a device's runtime may still load them)")
-    sp.add_argument("--lock-timeout", metavar="DURATION",
+    sp.add_argument("--lock-timeout", metavar="DURATION", default=f"{RunPolicy.lock_timeout_s:g}s",
                     help="wait this long (90s, 5m) for a labgrid place another controller holds, then record its "
                          f"cells as device_busy (default {RunPolicy.lock_timeout_s:g}s)")
     sp.add_argument("-q", "--quiet", action="store_true")
@@ -140,20 +141,13 @@ def _run(a: Args) -> int:
     return commands.cmd_run(a.suite, models=a.models, inventory=a.inventory, devices=a.devices, label=a.label,
                             store=a.store, resume=a.resume, measure=measure, quiet=a.quiet, gate_budgets=a.budgets,
                             policy=RunPolicy(trust_new_hosts=a.trust_new_hosts, ship_failed=a.ship_failed,
-                                             lock_timeout_s=_duration(a.lock_timeout, "--lock-timeout", zero_ok=True,
-                                                                      default=RunPolicy.lock_timeout_s)),
+                                             lock_timeout_s=_duration(a.lock_timeout, "--lock-timeout", zero_ok=True)),
                             baseline_models=a.baseline_models, until_decided=a.until_conclusive,
-                            max_time_s=_duration(a.max_time, "--max-time"))
+                            max_time_s=_duration(a.max_time, "--max-time") if a.max_time else None)
 
 
-@overload
-def _duration(text: str | None, flag: str, *, zero_ok: bool = False, default: float) -> float: ...
-@overload
-def _duration(text: str | None, flag: str, *, zero_ok: bool = False, default: None = None) -> float | None: ...
-def _duration(text: str | None, flag: str, *, zero_ok: bool = False, default: float | None = None) -> float | None:
-    """A DURATION flag (60s, 5m or seconds) in seconds; ``default`` when not given."""
-    if text is None:
-        return default
+def _duration(text: str, flag: str, *, zero_ok: bool = False) -> float:
+    """A DURATION flag (60s, 5m or seconds) in seconds."""
     try:
         seconds = parse_duration(text)
     except ValueError:

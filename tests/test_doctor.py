@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,8 +15,9 @@ import pytest
 from harness.commands.doctor import cmd_doctor, split_labels
 from harness.common.errors import EdgebenchError, ExitCode
 from harness.doctor.front import mark_front
-from harness.doctor.layers import keras_layer, keep_float_recipes, rank_layers
+from harness.doctor.layers import float_tail_recipes, keras_layer, keep_float_recipes, rank_layers
 from harness.fleet.jobs import from_converted
+from harness.results.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = {"runs": 5, "warmup": 1, "min_seconds": 0.0, "warmup_seconds": 0.0, "max_runs": 5}
@@ -83,6 +85,22 @@ def test_measured_on_a_device_the_fix_is_on_the_front_and_the_recommendation_mee
                      if c["meets_bar"] and c["latency"].get("local", {}).get("p50_ms") is not None)
     assert recommended == fastest_ok[1]
     assert "local" in (tmp_path / "doctor.html").read_text()
+    _assert_the_run_report_links_to_the_doctor(tmp_path)
+
+
+def _assert_the_run_report_links_to_the_doctor(out: Path) -> None:
+    """The run report of these variants: int8 misses the bar, and links to the doctor's page."""
+    from harness.report.render import render_report
+
+    db = Store(out / "results.sqlite")
+    export = db.export_run(db.resolve("latest"))
+    html = render_report(export, out / "reports" / "run.html").read_text()
+    assert 'href="../doctor.html"' in html and "int8 misses the accuracy bar" in html
+    # a page the manifest names but that is not a doctor page on this machine is no link; the command is
+    for cell in export["results"]:
+        cell["conversion"] = {**(cell["conversion"] or {}), "doctor": "javascript:alert(1)//doctor.html"}
+    html = render_report(export, out / "reports" / "run2.html").read_text()
+    assert "doctor's diagnosis</a>" not in html and "edgebench doctor MODEL --variant int8" in html
 
 
 def test_int16x8_is_localised_by_comparing_tensors_with_the_float_model(hostile: dict[str, Path],
@@ -158,3 +176,77 @@ def test_a_candidate_that_failed_is_a_row_with_its_reason_never_a_recommendation
     assert failed["why_not"] == "host validation: no kernel" and failed["keeps_float"] == ["a"]
     failed["latency"]["d"] = {"p50_ms": 0.1, "status": "failed_to_prepare", "error": "no kernel"}
     assert recommend([failed], ["d"])["d"]["candidate"] is None
+
+
+def _standin_compiler(directory: Path) -> Path:
+    """An ``edgetpu_compiler`` on PATH: tests.support.edgetpu_compiler (Coral's package is unreachable here)."""
+    directory.mkdir()
+    script = directory / "edgetpu_compiler"
+    script.write_text(f"#!/bin/sh\ncd {ROOT} && exec {sys.executable} -m tests.support.edgetpu_compiler \"$@\"\n")
+    script.chmod(0o755)
+    return directory
+
+
+def test_edge_tpu_candidates_are_float_tails_compiled_and_run_on_the_tpu_delegate(
+        hostile: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", f"{_standin_compiler(tmp_path / 'bin')}:{os.environ['PATH']}")
+    inventory = tmp_path / "inventory.yaml"
+    inventory.write_text("all:\n  hosts:\n    coral:\n      transport: local\n      delegate: edgetpu\n")
+    # an Edge TPU board in --devices is enough to get Edge TPU candidates
+    code, doc, printed = _doctor(hostile["keras3"], tmp_path / "doc", variant="int8", devices="coral",
+                                 inventory=inventory, store=tmp_path / "results.sqlite", measure=QUICK)
+    rows = {c["name"]: c for c in doc["candidates"]}
+    tail = rows["int8_tail1"]
+    assert tail["keeps_float"] == ["hostile", "mix", "pool", "head"]  # from the worst layer to the outputs
+    assert tail["meets_bar"] and tail["top1"] == 1.0
+    # the compiler maps the int8 prefix (the stem) and leaves the float tail on the CPU; plain int8 maps it all
+    tpu, plain = rows["edgetpu_tail1"], rows["edgetpu"]
+    assert tpu["status"] == "ok" and tpu["accuracy_of"] == "int8_tail1" and tpu["meets_bar"]
+    assert tpu["edgetpu_ops"]["tpu_ops"] >= 1 and tpu["edgetpu_ops"]["cpu_ops"] >= 4
+    assert plain["accuracy_of"] == "int8" and plain["edgetpu_ops"]["cpu_ops"] in (0, None)
+    assert not plain["meets_bar"]
+    assert "edgetpu_tail1: int8_tail1 compiled for the Edge TPU" in printed
+    manifest = json.loads((tmp_path / "doc" / "converted" / "manifest.json").read_text())
+    assert manifest["variants"]["edgetpu_tail1"]["edgetpu_of"] == "int8_tail1"
+    assert "validation" not in manifest["variants"]["edgetpu_tail1"]  # needs the accelerator, not run on the host
+    # on the board, compiled variants ask for the Edge TPU delegate (absent here: a failed cell naming it);
+    # the CPU variants run beside it
+    assert tpu["latency"]["coral"]["status"] == "failed_to_load" and "libedgetpu" in tpu["latency"]["coral"]["error"]
+    assert tail["latency"]["coral"]["status"] == "ok"
+    assert doc["recommendation"]["coral"]["candidate"] in {n for n, r in rows.items() if r["meets_bar"]}
+
+
+def test_float_tails_cut_at_the_first_op_of_the_worst_layers_once_per_cut() -> None:
+    graph = [{"op": "CONV_2D", "inputs": ["in"], "outputs": ["m/a/x"]},
+             {"op": "CONV_2D", "inputs": ["m/a/x"], "outputs": ["m/b/x"]},
+             {"op": "FULLY_CONNECTED", "inputs": ["m/b/x"], "outputs": ["m/c/x"]}]
+    localised = {"method": "debugger", "graph": graph, "layer_names": ["a", "b", "c"],
+                 "tensors": [{"tensor": "m/b/x", "op": "CONV_2D", "metrics": {"channel_snr_db": 1.0}},
+                             {"tensor": "m/c/x", "op": "FULLY_CONNECTED", "metrics": {"channel_snr_db": 5.0}},
+                             {"tensor": "m/a/x", "op": "CONV_2D", "metrics": {"channel_snr_db": 9.0}}]}
+    recipes = float_tail_recipes(localised, rank_layers(localised), counts=(1, 2, 3))
+    assert recipes["int8_tail1"]["float_nodes"] == ["m/b/x", "m/c/x"] and recipes["int8_tail1"]["tail_from"] == "b"
+    assert "int8_tail2" not in recipes  # b and c: the same cut as b alone
+    assert recipes["int8_tail3"]["float_nodes"] == ["m/a/x", "m/b/x", "m/c/x"]
+    assert recipes["int8_tail1"]["io_type"] == "float32"  # the outputs are in the float tail
+    assert recipes["edgetpu_tail1"]["edgetpu_of"] == "int8_tail1"
+
+
+def test_a_variant_that_does_not_run_on_the_host_is_reported_with_the_failing_node_not_ranked(
+        tmp_path: Path) -> None:
+    """MobileNetV2's int16x8 converts, then a depthwise conv refuses its quantization at allocate_tensors
+    (the failure FIELD-NOTES records): nothing to compare, and the doctor says so instead of stopping."""
+    from benchmarks.bench_convert import BUILD
+
+    model = tmp_path / "small.keras"
+    subprocess.run([sys.executable, "-c", BUILD, str(model), "small"], check=True, capture_output=True, timeout=300)
+    stream = io.StringIO()
+    cmd_doctor(model, variant="int16x8", out_dir=tmp_path / "doc", stream=stream)
+    doc = json.loads((tmp_path / "doc" / "doctor.json").read_text())
+    assert doc["method"] == "compare" and doc["layers"] == []
+    (note,) = [n for n in doc["notes"] if "cannot rank layers" in n]
+    assert "does not run on the host" in note and "(DEPTHWISE_CONV_2D) writes" in note and "_depthwise" in note
+    rows = {c["name"]: c for c in doc["candidates"]}
+    assert rows["int16x8"]["status"] == "failed_to_prepare" and "no_integer_overflow" in rows["int16x8"]["why_not"]
+    assert rows["fp32"]["status"] == "ok"  # the rest of the table stands
+    assert "cannot rank layers" in stream.getvalue() and "cannot rank layers" in (tmp_path / "doc" / "doctor.html").read_text()

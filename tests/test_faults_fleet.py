@@ -32,7 +32,7 @@ from harness.fleet.transport.ssh import SSHTransport
 from tests.support import hostile_agent
 from tests.support.adb_device import AdbTestDevice
 from tests.support.cli import run_cli
-from tests.support.sshd import SSHServer, keygen, process_tree
+from tests.support.sshd import SSHServer, keygen, process_tree, trust
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN = ("--runs", "5", "--min-seconds", "0", "--warmup", "0", "-q")
@@ -66,10 +66,6 @@ def inventory(path: Path, devices: dict[str, tuple[SSHServer, Path | str]], **ex
         lines += [f"    {name}:"] + [f"      {k}: {v}" for k, v in host.items()]
     path.write_text("\n".join(lines) + "\n")
     return path
-
-
-def trust(home: Path, servers: list[SSHServer]) -> None:
-    (home / ".ssh" / "known_hosts").write_text("".join(s.known_hosts_line + "\n" for s in servers))
 
 
 def edgebench(home: Path, *argv: object, timeout: float = HARD_TIMEOUT_S) -> tuple[int, str, str, float]:

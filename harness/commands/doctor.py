@@ -3,8 +3,8 @@
 1. Localise: convert fp32 and the quantized variants (the usual pipeline, host validation included), then
    rank the Keras layers by the error quantization adds (harness.conversion.quant_debug).
 2. Prescribe: candidates keeping the worst layers (and their consumers) in float, re-quantized from the
-   one calibration; written into the same converted directory as recipes, so each is a manifest variant
-   that `edgebench run` measures like any other.
+   one calibration; for an Edge TPU, float tails compiled by edgetpu_compiler. Written into the same
+   converted directory as recipes, so each is a manifest variant that `edgebench run` measures like any other.
 3. Measure (with --devices): every candidate on every device in one interleaved `edgebench run`.
 4. Show: DIR/doctor.json and DIR/doctor.html.
 """
@@ -23,20 +23,20 @@ from ..common.clock import now_iso
 from ..common.errors import EdgebenchError, ExitCode
 from ..common.files import atomic_write
 from ..config.settings import RunPolicy
+from ..conversion.manifest import write_manifest
 from ..conversion.pipeline import prepared_dir
 from ..conversion.workers import Pool
 from ..doctor.front import add_latency, candidate_row, recommend
-from ..doctor.layers import RANKED_BY, keep_float_recipes, rank_layers
+from ..doctor.layers import RANKED_BY, float_tail_recipes, keep_float_recipes, rank_layers
 from ..report.doctor_page import render_doctor
-from ..report.recommend import resolve_accuracy_bar
+from ..report.recommend import DOCTOR_VARIANTS, resolve_accuracy_bar
 from ..results.record import Status
 from ..results.store import Store, store_path
 from .convert import convert_validated
-from .output import fmt, out, table
+from .output import default_inventory, fmt, out, table
 from .run import cmd_run
 
 DOCTOR_SCHEMA_VERSION = 1
-DOCTOR_VARIANTS = ("int8", "int16x8", "dynamic")
 ALWAYS = ["fp32", "int8", "int16x8"]  # the float reference, plain int8, and int16 activations
 
 
@@ -109,7 +109,8 @@ def _measure(converted: Path, name: str, devices: str, options: Mapping[str, Any
 
 
 def _evaluate(pool: Pool, converted: Path, manifest: dict[str, Any], labels: Path) -> dict[str, Any]:
-    files = {name: str(converted / e["file"]) for name, e in manifest["variants"].items() if e.get("file")}
+    files = {name: str(converted / e["file"]) for name, e in manifest["variants"].items()
+             if e.get("file") and "edgetpu_of" not in e}  # an Edge TPU file needs the accelerator
     result = pool.call(["doctor_evaluate", json.dumps({"files": files, "labels": str(labels),
                                                         "inputs": str(converted / manifest["eval_inputs"])})])
     if not result.get("ok"):
@@ -125,8 +126,9 @@ def _print(doc: dict[str, Any], stream: TextIO) -> None:
         print(f"WARNING: {doc['inputs']['warning']}", file=stream)
     for note in doc["notes"]:
         print(f"note: {note}", file=stream)
-    print(table([[str(i + 1), e["name"], e["op"], fmt(e["metrics"].get(metric), 2)]
-                 for i, e in enumerate(doc["layers"][:10])], ["#", "layer", "op", metric]), file=stream)
+    if doc["layers"]:
+        print(table([[str(i + 1), e["name"], e["op"], fmt(e["metrics"].get(metric), 2)]
+                     for i, e in enumerate(doc["layers"][:10])], ["#", "layer", "op", metric]), file=stream)
     devices = list(doc["recommendation"])
     rows = [[c["name"], c["status"], ", ".join(c["keeps_float"][:4]) or "-", fmt(c["accuracy"]["cosine"], 4),
              fmt(c["top1"], 3), fmt(round(c["bytes"] / 1024) if c["bytes"] else None),
@@ -134,6 +136,13 @@ def _print(doc: dict[str, Any], stream: TextIO) -> None:
             + [fmt((c["latency"].get(d) or {}).get("p50_ms"), 3) for d in devices] for c in doc["candidates"]]
     print(table(rows, ["candidate", "status", "keeps float", "cosine", "top-1", "KiB", "meets bar"]
                 + [f"p50 ms {d}" for d in devices]), file=stream)
+    for c in doc["candidates"]:
+        if c["accuracy_of"]:
+            tpu = c["edgetpu_ops"] or {}
+            where = (f"{tpu.get('tpu_ops')} ops on the Edge TPU, {tpu.get('cpu_ops')} on the CPU"
+                     if c["status"] == Status.OK else c["error"])
+            print(f"{c['name']}: {c['accuracy_of']} compiled for the Edge TPU (accuracy is {c['accuracy_of']}'s): "
+                  f"{where}", file=stream)
     for device, rec in doc["recommendation"].items():
         print(f"{device}: {rec['candidate'] or 'none'} ({rec['reason']})", file=stream)
 
@@ -150,13 +159,20 @@ def _document(variant: str, model: Path, localised: dict[str, Any], inputs: dict
             "layers": rank_layers(localised), "candidates": candidates, "recommendation": {}, "run": None}
 
 
+def _wants_edgetpu(asked: bool, devices: str | None, inventory: Path | None) -> bool:
+    """Edge TPU candidates when asked, or when a device to measure on is an Edge TPU board."""
+    return asked or bool(devices) and any(d.delegate == "edgetpu"
+                                          for d in default_inventory(inventory).select(devices))
+
+
 def cmd_doctor(model: Path, *, variant: str | None = None, calibration: Path | None = None,
                eval_data: Path | None = None, custom_objects: Path | None = None, out_dir: Path | None = None,
                devices: str | None = None, inventory: Path | None = None, store: Path | None = None,
-               measure: Mapping[str, Any] | None = None, policy: RunPolicy = RunPolicy(),
+               measure: Mapping[str, Any] | None = None, policy: RunPolicy = RunPolicy(), edgetpu: bool = False,
                stream: TextIO | None = None) -> int:
     """Localise, prescribe, (measure,) show; returns the exit code: 0 when a candidate meets the accuracy bar."""
     stream = out(stream)
+    edgetpu = _wants_edgetpu(edgetpu, devices, inventory)
     if variant is not None and variant not in DOCTOR_VARIANTS:
         raise EdgebenchError(f"unknown variant {variant!r} (the doctor treats {', '.join(DOCTOR_VARIANTS)})",
                              where="--variant")
@@ -174,15 +190,21 @@ def cmd_doctor(model: Path, *, variant: str | None = None, calibration: Path | N
         inputs = _inputs_used(manifest, prep, eval_inputs is not None)
         localised = _localise(pool, prep, chosen, converted, manifest,
                               {"inputs": inputs, "model": model, "custom_objects": custom_objects})
-        recipes = keep_float_recipes(localised, rank_layers(localised))
-        manifest = convert_validated(model, converted, variants=first + list(recipes), recipes=recipes,
+        ranked = rank_layers(localised)
+        recipes = {**keep_float_recipes(localised, ranked), **(float_tail_recipes(localised, ranked) if edgetpu else {})}
+        extra = ["edgetpu"] if edgetpu else []
+        manifest = convert_validated(model, converted, variants=first + extra + list(recipes), recipes=recipes,
                                      name=model.stem, pool=pool, **conv)
         top1 = _evaluate(pool, converted, manifest, labels) if labels else {}
     finally:
         pool.close()
+    manifest["doctor"] = str((target / "doctor.html").resolve())  # run reports of these variants link to it
+    write_manifest(converted, manifest)
     bar = resolve_accuracy_bar(None)
-    candidates = [candidate_row(name, entry, recipes.get(name), bar, top1.get(name))
-                  for name, entry in manifest["variants"].items()]
+    variants = manifest["variants"]
+    candidates = [candidate_row(name, entry, recipes.get(name), bar, top1.get(entry.get("edgetpu_of") or name),
+                                variants.get(entry.get("edgetpu_of") or ""))
+                  for name, entry in variants.items()]
     doc = _document(chosen, model, localised, inputs, candidates, bar, labels)
     if devices:
         run_id, cells = _measure(converted, model.stem, devices, {"inventory": inventory, "store": store,

@@ -243,14 +243,15 @@ def convert(source: Path, out_dir: Path, *, variants: list[str] | None = None, c
     out_dir.mkdir(parents=True, exist_ok=True)
     job = _job(source, out_dir, calibration, eval_data, custom_objects, recipes, image_range)
     digest = _digest_source(source)
-    wants_edgetpu = EDGETPU in names
-    names = [v for v in names if v != EDGETPU]
-    if wants_edgetpu and "int8" not in names:
-        names.append("int8")  # the Edge TPU compiles the full-integer variant
+    # Edge TPU variants are another variant compiled by edgetpu_compiler: `edgetpu` the int8 one, a recipe's
+    # `edgetpu_of` its own (the doctor's float tails).
+    compiled = {v: str((recipes or {}).get(v, {}).get("edgetpu_of", "int8")) for v in names
+                if v == EDGETPU or "edgetpu_of" in (recipes or {}).get(v, {})}
+    names = list(dict.fromkeys([v for v in names if v not in compiled] + list(compiled.values())))
     info, results = _convert_all(job, names, jobs, pool)
     entries = {variant: _entry(job, variant, results[variant], info) for variant in names}
-    if wants_edgetpu:
-        entries[EDGETPU] = _edgetpu_entry(entries["int8"], out_dir)
+    for variant, of in compiled.items():
+        entries[variant] = _edgetpu_entry(variant, of, entries[of], out_dir)
     manifest: dict[str, Any] = {
         "schema_version": MANIFEST_SCHEMA_VERSION,
         "model": name or source.stem,
@@ -269,21 +270,21 @@ def convert(source: Path, out_dir: Path, *, variants: list[str] | None = None, c
     return manifest
 
 
-def _edgetpu_entry(int8: dict[str, Any], out_dir: Path) -> dict[str, Any]:
-    """Compile the int8 variant for the Edge TPU; how many ops run there is the number users want."""
+def _edgetpu_entry(variant: str, of: str, source: dict[str, Any], out_dir: Path) -> dict[str, Any]:
+    """Compile variant ``of`` for the Edge TPU; how many ops run there is the number users want."""
     from .edgetpu import compile_for_edgetpu
 
     entry: dict[str, Any] = {"status": Status.CONVERSION_FAILED, "file": None, "sha256": None, "bytes": None,
-                             "cached": False, "warnings": list(int8["warnings"])}
-    if int8["status"] != Status.OK:
-        return {**entry, "error": f"needs the int8 variant, which failed: {int8['error']}"}
+                             "cached": False, "warnings": list(source["warnings"]), "edgetpu_of": of}
+    if source["status"] != Status.OK:
+        return {**entry, "error": f"needs the {of} variant, which failed: {source['error']}"}
     try:
-        result = compile_for_edgetpu(out_dir / int8["file"], out_dir)
+        result = compile_for_edgetpu(out_dir / source["file"], out_dir)
     except EdgebenchError as exc:
         return {**entry, "error": exc.message}
     if result["status"] != Status.OK or not result.get("output_path"):
         return {**entry, "error": result.get("error") or "edgetpu_compiler produced no model", "edgetpu": result}
-    path = out_dir / f"{EDGETPU}.tflite"
+    path = out_dir / f"{variant}.tflite"
     Path(result["output_path"]).replace(path)
     return {**entry, "status": Status.OK, "error": None, "file": path.name, "sha256": sha256_file(path),
             "bytes": path.stat().st_size, "edgetpu": result}

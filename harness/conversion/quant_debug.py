@@ -19,6 +19,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -176,6 +177,21 @@ def _compare(float_file: str, variant_file: str, samples: dict[str, np.ndarray])
     return out
 
 
+def _failing_node(path: str, error: str) -> str:
+    """'node 15 (DEPTHWISE_CONV_2D) writes TENSOR; ' for an interpreter error naming a node, else ''."""
+    import tensorflow as tf
+
+    found = re.search(r"Node number (\d+) \((\w+)\)", error)
+    if not found:
+        return ""
+    interpreter = tf.lite.Interpreter(model_path=path)  # not allocated: the op list is all this needs
+    ops = interpreter._get_ops_details()
+    names = {t["index"]: t["name"] for t in interpreter.get_tensor_details()}
+    index = int(found.group(1))
+    outputs = [names.get(i, "?") for i in ops[index]["outputs"]] if index < len(ops) else []
+    return f"node {index} ({found.group(2)}) writes {', '.join(outputs) or '?'}; "
+
+
 def layer_names(source: str, custom_objects: str | None) -> tuple[list[str], list[str]]:
     """The Keras layer names (nested models included) of a Keras file, and its output layers; none for a SavedModel."""
     if Path(source).is_dir():
@@ -207,8 +223,15 @@ def localise(calibrated: bytes, options: dict[str, Any]) -> dict[str, Any]:
             notes.append(f"QuantizationDebugger failed ({type(exc).__name__}: {str(exc)[:300]}); "
                          "compared the float and int8 files tensor by tensor instead")
     if not options.get("variant_file"):
-        raise ValueError(f"the {options['variant']} variant did not convert: nothing to compare")
-    tensors = _compare(options["float_file"], options["variant_file"], samples)
+        notes.append(f"cannot rank layers: the {options['variant']} variant did not convert, there is nothing to "
+                     "compare with the float model")
+        return {"method": "compare", "tensors": [], **common}
+    try:
+        tensors = _compare(options["float_file"], options["variant_file"], samples)
+    except (RuntimeError, ValueError) as exc:  # e.g. a kernel refusing the quantized op at allocate_tensors
+        notes.append(f"cannot rank layers: the {options['variant']} variant does not run on the host "
+                     f"({_failing_node(options['variant_file'], str(exc))}{type(exc).__name__}: {str(exc)[:300]})")
+        return {"method": "compare", "tensors": [], **common}
     if tensors and max(t["metrics"]["snr_drop_db"] for t in tensors) < NO_LOSS_DB:
         notes.append(f"no op of the {options['variant']} variant loses {NO_LOSS_DB} dB or more: the ranking is "
                      "noise (a small model's dynamic-range variant often keeps every weight float)")

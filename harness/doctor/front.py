@@ -15,9 +15,14 @@ from ..results.record import Cell, Status, p50
 
 
 def candidate_row(name: str, entry: dict[str, Any], recipe: dict[str, Any] | None, bar: Mapping[str, float],
-                  top1: dict[str, Any] | None) -> dict[str, Any]:
-    """One candidate from its manifest entry (host validation and accuracy included)."""
-    accuracy = entry.get("accuracy") or {}
+                  top1: dict[str, Any] | None, twin: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One candidate from its manifest entry (host validation and accuracy included).
+
+    An Edge TPU compilation cannot run on the host: its accuracy is its ``twin``'s, the variant it compiles
+    (the same integer arithmetic), and says so in ``accuracy_of``.
+    """
+    accuracy = entry.get("accuracy") or (twin or {}).get("accuracy") or {}
+    tpu = entry.get("edgetpu") or {}
     ok = entry["status"] == Status.OK
     failure = accuracy_failure(accuracy, bar) if ok and accuracy else None
     return {
@@ -33,6 +38,8 @@ def candidate_row(name: str, entry: dict[str, Any], recipe: dict[str, Any] | Non
         "accuracy": {key: acc_min(accuracy, key) for key in ("cosine", "top1_agreement", "snr_db")},
         "top1": (top1 or {}).get("top1"),
         "top1_error": (top1 or {}).get("error"),
+        "accuracy_of": entry.get("edgetpu_of"),
+        "edgetpu_ops": {k: tpu.get(k) for k in ("tpu_ops", "cpu_ops", "edgetpu_subgraphs")} if tpu else None,
         "meets_bar": ok and bool(accuracy) and failure is None,
         "why_not": None if ok and failure is None else (failure or entry.get("error") or "no accuracy measured"),
         "latency": {},

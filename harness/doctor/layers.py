@@ -120,3 +120,29 @@ def keep_float_recipes(localised: dict[str, Any], ranked: list[dict[str, Any]], 
             # a model output kept float must leave the model float: an int8 output would round it again
             **({"io_type": "float32"} if outputs.intersection(nodes) else {})}
     return recipes
+
+
+def float_tail_recipes(localised: dict[str, Any], ranked: list[dict[str, Any]],
+                       counts: tuple[int, ...] = KEEP_FLOAT_COUNTS) -> dict[str, dict[str, Any]]:
+    """Recipes quantizing to int8 up to the first op of the worst k layers and keeping every later op float
+    (``int8_tailK``), each with its Edge TPU compilation (``edgetpu_tailK``); one pair per distinct cut."""
+    layer_of = namer(localised)
+    graph = localised["graph"]
+    recipes: dict[str, dict[str, Any]] = {}
+    cuts: set[int] = set()
+    for k in counts:
+        if k > len(ranked):
+            break
+        worst = {entry["name"] for entry in ranked[:k]}
+        cut = next((i for i, op in enumerate(graph) if any(layer_of(t)[0] in worst for t in op["outputs"])), None)
+        if cut is None or cut in cuts:
+            continue
+        cuts.add(cut)
+        tail = graph[cut:]
+        keep = list(dict.fromkeys(layer_of(t)[0] for op in tail for t in op["outputs"]))
+        recipes[f"int8_tail{k}"] = {"base": "int8", "float_nodes": [t for op in tail for t in op["outputs"]],
+                                    "worst": k, "keeps_float": keep, "tail_from": layer_of(graph[cut]["outputs"][0])[0],
+                                    "io_type": "float32"}  # the outputs are in the float tail
+        recipes[f"edgetpu_tail{k}"] = {"base": "int8", "edgetpu_of": f"int8_tail{k}", "worst": k, "keeps_float": keep,
+                                       "tail_from": recipes[f"int8_tail{k}"]["tail_from"]}
+    return recipes

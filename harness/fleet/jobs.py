@@ -39,6 +39,11 @@ class ModelVariant:
     def key(self) -> str:
         return f"{self.model}/{self.variant}"
 
+    @property
+    def for_edgetpu(self) -> bool:
+        """Compiled by edgetpu_compiler: `edgetpu`, or a variant whose manifest entry names what it compiles."""
+        return self.variant == "edgetpu" or "edgetpu_of" in (self.conversion or {})
+
 
 BASELINE_SUFFIX = "@baseline"
 
@@ -85,7 +90,9 @@ def from_manifest(manifest: dict[str, Any], directory: Path, only: list[str] | N
             sha256=entry.get("sha256"), bytes=entry.get("bytes"),
             eval_inputs=directory / manifest["eval_inputs"] if manifest.get("eval_inputs") else None,
             reference_outputs=directory / manifest["reference_outputs"] if manifest.get("reference_outputs") else None,
-            conversion=entry, flags=list(entry.get("warnings") or []),
+            # the doctor's page for this model, when the doctor converted it: the report links to it
+            conversion={**entry, "doctor": manifest["doctor"]} if isinstance(manifest.get("doctor"), str) else entry,
+            flags=list(entry.get("warnings") or []),
         ))
     return out
 
@@ -129,13 +136,13 @@ class DelegateSpec:
 def delegate_for(device: Device, mv: ModelVariant, *, builtin: tuple[str, ...] = ()) -> DelegateSpec | None:
     """The delegate a cell runs with. One rule for every runner:
 
-    - the ``edgetpu`` variant runs on the Edge TPU delegate (the device's library, else libedgetpu.so.1);
+    - a variant compiled for the Edge TPU runs on its delegate (the device's library, else libedgetpu.so.1);
     - on an Edge TPU board (delegate: edgetpu) the other variants run on the CPU, beside it;
     - otherwise the device's delegate, which must be loadable by the runner: from ``delegate_library``,
       or built into the runner (``builtin``: benchmark_model has gpu and nnapi). A delegate that cannot be
       loaded is an error (UnloadableDelegate), never a cell labelled with it that ran on the CPU.
     """
-    if mv.variant == "edgetpu":
+    if mv.for_edgetpu:
         return DelegateSpec("edgetpu", device.delegate_library or EDGETPU_LIBRARY, device.delegate_options)
     if device.delegate == "edgetpu" or not (device.delegate or device.delegate_library):
         return None

@@ -22,7 +22,7 @@ VALIDATION = MeasureSettings(runs=1, warmup=0, min_seconds=0.0, warmup_seconds=0
 def validate_variants(manifest: dict[str, Any], out_dir: Path) -> None:
     """Run every converted variant once on this machine; record status, error and accuracy in the manifest."""
     # An Edge TPU model needs the accelerator: it is validated on the device, not here.
-    variants = [mv for mv in from_manifest(manifest, out_dir) if mv.status == Status.OK and mv.variant != "edgetpu"]
+    variants = [mv for mv in from_manifest(manifest, out_dir) if mv.status == Status.OK and not mv.for_edgetpu]
     cells: dict[str, Cell] = {}
     measure_device(local_device(), variants, VALIDATION, RunPolicy(), lambda c: cells.__setitem__(c["variant"], c),
                    lambda d: None)

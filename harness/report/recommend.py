@@ -13,6 +13,7 @@ from ..results.record import Accuracy, Cell, Export, Status, p50
 from .format import num, pct, short
 
 DEFAULT_ACCURACY_BAR: dict[str, float] = {"cosine": 0.99, "top1_agreement": 0.99}
+DOCTOR_VARIANTS = ("int8", "int16x8", "dynamic")  # the quantized variants `edgebench doctor` diagnoses
 
 
 def resolve_accuracy_bar(bar: Mapping[str, float] | None) -> dict[str, float]:

@@ -36,7 +36,7 @@ from .format import num, short
 from .plots import PALETTE, box_quantiles, box_svg, trend_svg
 from .recommend import recommend, resolve_accuracy_bar
 from .sustained_view import sustained_views
-from .view import Delta, baseline_delta, device_views, lean_cell, predicted_compatibility, row, tradeoffs
+from .view import Delta, baseline_delta, device_views, doctor_hint, lean_cell, predicted_compatibility, row, tradeoffs
 
 REPORT_SCHEMA_VERSION = 1  # of the HTML report (meta tag + embedded JSON), not of the export
 EXPORT_SCHEMA_VERSIONS = (1,)
@@ -143,7 +143,8 @@ def render_report(export: Export, out: Path, *, baseline: Export | None = None,
     for view in devices:
         dev_cells = [c for c in cells if c["device"] == view["name"]]
         view["models"] = [{"model": m, "rec": recs[view["name"]][m],
-                           "plots": tradeoffs([c for c in dev_cells if c["model"] == m])}
+                           "plots": tradeoffs([c for c in dev_cells if c["model"] == m]),
+                           "doctor": doctor_hint([c for c in dev_cells if c["model"] == m], bar, Path(out).parent)}
                           for m in sorted({c["model"] for c in dev_cells})]
 
     data = {

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, NamedTuple
+from urllib.parse import quote
 
 from markupsafe import Markup
 
@@ -15,7 +18,7 @@ from ..results.stats import MIN_SAMPLES, THROTTLE_NOW_MASK
 from .complete import complete_device
 from .format import g4, hexval, num, pct, short, size, sort_key
 from .plots import tradeoff_svg
-from .recommend import Recommendation, acc_min, accuracy_failure, cell_accuracy
+from .recommend import DOCTOR_VARIANTS, Recommendation, acc_min, accuracy_failure, cell_accuracy
 
 
 @dataclass(frozen=True)
@@ -230,3 +233,24 @@ def lean_cell(cell: Cell, box: Mapping[str, float] | None, delta: Delta | None) 
     out["box_ms"] = box
     out["baseline"] = asdict(delta) if delta else None
     return out
+
+
+def _doctor_page(cell: Cell) -> Path | None:
+    """The doctor's page for the cell's model, when the doctor converted it (the manifest names the page) and
+    the page is on this machine. The manifest is untrusted: only an absolute path to a doctor.html counts."""
+    page = (cell.get("conversion") or {}).get("doctor")
+    if not isinstance(page, str) or not page.endswith("/doctor.html") or not os.path.isabs(page):
+        return None
+    return Path(page) if Path(page).is_file() else None
+
+
+def doctor_hint(cells: list[Cell], bar: Mapping[str, float], report_dir: Path) -> dict[str, Any] | None:
+    """For a model whose quantized variants miss the accuracy bar: which, and the link to the doctor's
+    diagnosis (relative to the report, quoted so no path can become a URL scheme), or the command to get one."""
+    failed = sorted({str(c["variant"]) for c in cells if c["variant"] in DOCTOR_VARIANTS
+                     and (acc := cell_accuracy(c)[0]) and accuracy_failure(acc, bar)})
+    if not failed:
+        return None
+    page = next((p for c in cells if (p := _doctor_page(c)) is not None), None)
+    href = quote(os.path.relpath(page, report_dir.resolve())) if page else None
+    return {"variants": failed, "href": href}

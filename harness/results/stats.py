@@ -43,17 +43,19 @@ def median_ci95(samples: Sequence[float]) -> tuple[float, float] | None:
     return quantile_ci95(samples, 0.5)
 
 
-def t95(df: float) -> float:
-    """The two-sided 95% quantile of Student's t."""
+def _quantile(distribution: str, q: float, df: float) -> float:
     from scipy import stats as sps  # imported here: most commands never compare anything
 
-    return float(sps.t.ppf(0.975, df))
+    return float(getattr(sps, distribution).ppf(q, df))
+
+
+def t95(df: float) -> float:
+    """The two-sided 95% quantile of Student's t."""
+    return _quantile("t", 0.975, df)
 
 
 def chi2_quantile(q: float, df: float) -> float:
-    from scipy import stats as sps
-
-    return float(sps.chi2.ppf(q, df))
+    return _quantile("chi2", q, df)
 
 
 def log_interval(estimate: float, se: float, crit: float) -> tuple[float, float]:
