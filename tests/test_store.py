@@ -176,6 +176,10 @@ def test_an_old_store_is_migrated_with_its_medians_filled_in(tmp_path: Path) -> 
         summaries = [s for s in store.history().cells if s.run_id == run["id"]]
         assert len(summaries) == len(by_key) > 0
         assert all(s.p50_ms == by_key[(s.device, s.model, s.variant)] for s in summaries)
+        # the noise floors' series, from the columns, are what the cells themselves say
+        assert sorted(store.series_points([str(run["id"])])) == sorted(series_points(str(run["id"]),
+                                                                                     store.cells(str(run["id"]))))
+    assert any(store.series_points([str(r["id"]) for r in store.runs()]))
 
 
 def _sha(path: Path) -> str:

@@ -19,7 +19,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-import numpy as np
 
 from .record import Cell, Status, p50
 from .stats import Z95, chi2_quantile
@@ -71,11 +70,13 @@ def noise_floors(points: Iterable[SeriesPoint]) -> dict[str, NoiseFloor]:
         in_run.setdefault((point.key, point.run_id), []).append(math.log(point.p50_ms))
     series: dict[SeriesKey, list[float]] = {}
     for (key, _), logs in in_run.items():  # a run's own copies (an A/A run's baseline) are one observation
-        series.setdefault(key, []).append(float(np.mean(logs)))
+        series.setdefault(key, []).append(math.fsum(logs) / len(logs))  # short lists: numpy costs more here
     pooled: dict[str, list[tuple[float, int]]] = {}
     for key, logs in series.items():
         if len(logs) >= MIN_RUNS:
-            pooled.setdefault(key[0], []).append((float(np.var(logs, ddof=1)), len(logs)))
+            mean = math.fsum(logs) / len(logs)
+            pooled.setdefault(key[0], []).append((math.fsum((x - mean) ** 2 for x in logs) / (len(logs) - 1),
+                                                  len(logs)))
     floors = {}
     for device, parts in pooled.items():
         dof = sum(n - 1 for _, n in parts)

@@ -5,8 +5,10 @@ Tables (the store's schema_version in ``meta``; every JSON column carries the re
     meta(key, value)                                             schema_version
     runs(id, label, started_at, finished_at, data)               data: settings, inventory, commit, host, controller
     devices(run_id, name, data)                                  data: status, error, env, agent_version
-    cells(run_id, device, model, variant, status, data, p50_ms)  data: the export cell (see export_run);
-                                                                 p50_ms: its median, for the history (history.py)
+    cells(run_id, device, model, variant, status, data, p50_ms, series)
+                                        data: the export cell (see export_run); p50_ms: its median, for the
+                                        history (history.py); series: what else makes runs comparable (JSON
+                                        [model sha256, runtime, threads]), for the noise floors (noise.py)
 
 Opening a store first reads it (nothing written): a file or database holding other tables, a schema_version
 that is not a number, or one newer than this edgebench is refused before anything changes. Creating the
@@ -33,16 +35,17 @@ from typing import Any
 from ..common.clock import now_iso, run_id_stamp
 from ..common.errors import EdgebenchError
 from .history import CellSummary, History, RunCounts
-from .noise import SeriesPoint
+from .noise import SeriesPoint, series_key
 from .record import Cell, DeviceRecord, Export, RunHeader, Status, p50
 from .store_db import NO_STORE, Database, PostgresDatabase, SqliteDatabase
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 RECORD_VERSION = 1  # of the export and of the JSON in the data columns: store migrations leave it alone
 DEFAULT_STORE = Path(".edgebench") / "results.sqlite"
 URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 POSTGRES_SCHEMES = ("postgresql", "postgres")
-CELL_COLUMNS = "run_id, device, model, variant, status, data, p50_ms"
+CELL_COLUMNS = "run_id, device, model, variant, status, data, p50_ms, series"
+CELL_VALUES = "?, ?, ?, ?, ?, ?, ?, ?"
 
 CREATE_V1 = (
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)",
@@ -63,8 +66,23 @@ def _summary_columns(db: Database) -> None:
                        [(p50(json.loads(data)), run_id, *key) for *key, data in rows])
 
 
+def _series(cell: Cell) -> str | None:
+    """The series column: the parts of the cell's series key (noise.series_key) that are not columns already."""
+    key = series_key(cell)
+    return None if key is None else json.dumps([key[1], key[3], key[4]])
+
+
+def _series_column(db: Database) -> None:
+    """v2 -> v3: what makes two runs comparable in a column, so noise floors never parse a cell's samples."""
+    db.execute("ALTER TABLE cells ADD COLUMN series TEXT")
+    for (run_id,) in db.query("SELECT DISTINCT run_id FROM cells"):
+        rows = db.query("SELECT device, model, variant, data FROM cells WHERE run_id=?", (run_id,))
+        db.executemany("UPDATE cells SET series=? WHERE run_id=? AND device=? AND model=? AND variant=?",
+                       [(_series(json.loads(data)), run_id, *key) for *key, data in rows])
+
+
 # MIGRATIONS[n] upgrades a store from schema_version n to n + 1, on SQLite and PostgreSQL alike.
-MIGRATIONS: dict[int, Callable[[Database], None]] = {1: _summary_columns}
+MIGRATIONS: dict[int, Callable[[Database], None]] = {1: _summary_columns, 2: _series_column}
 
 
 def store_path(explicit: str | Path | None = None) -> str | Path:
@@ -168,10 +186,11 @@ class Store:
     def put_cell(self, run_id: str, cell: Cell) -> None:
         """Store one cell at once, so an interrupted run loses nothing already measured."""
         self.db.execute(
-            f"INSERT INTO cells ({CELL_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, device, model, "
-            "variant) DO UPDATE SET status=excluded.status, data=excluded.data, p50_ms=excluded.p50_ms",
+            f"INSERT INTO cells ({CELL_COLUMNS}) VALUES ({CELL_VALUES}) ON CONFLICT (run_id, device, model, "
+            "variant) DO UPDATE SET status=excluded.status, data=excluded.data, p50_ms=excluded.p50_ms, "
+            "series=excluded.series",
             (run_id, cell["device"], cell["model"], cell["variant"], str(cell["status"]),
-             json.dumps({"schema_version": RECORD_VERSION, **cell}, allow_nan=False), p50(cell)),
+             json.dumps({"schema_version": RECORD_VERSION, **cell}, allow_nan=False), p50(cell), _series(cell)),
         )
 
     # -- reading -------------------------------------------------------------
@@ -224,17 +243,17 @@ class Store:
         return History(runs, {k: RunCounts(*v) for k, v in counts.items()}, self.cell_summaries(ids))
 
     def series_points(self, run_ids: list[str]) -> Iterator[SeriesPoint]:
-        """The p50 of every ok cell of these runs with what makes two runs comparable (noise floors): the JSON
-        fields are read by the database, so no sample reaches Python."""
+        """The p50 of every ok cell of these runs with what makes two runs comparable (noise floors), from the
+        summary columns: no cell's JSON (its samples) is read."""
         if not run_ids:
             return iter(())
-        j = self.db.json_text
         rows = self.db.query(
-            f"SELECT run_id, device, variant, p50_ms, {j('data', 'model_sha256')}, {j('data', 'runtime', 'name')}, "
-            f"{j('data', 'runtime', 'version')}, {j('data', 'threads')} FROM cells "
-            f"WHERE status='ok' AND p50_ms IS NOT NULL AND run_id IN ({', '.join('?' * len(run_ids))})", run_ids)
-        return (SeriesPoint(run, (device, str(sha), variant, f"{name} {version}", str(threads)), float(p50))
-                for run, device, variant, p50, sha, name, version, threads in rows if sha)
+            "SELECT run_id, device, variant, p50_ms, series FROM cells WHERE series IS NOT NULL AND p50_ms IS NOT NULL "
+            f"AND run_id IN ({', '.join('?' * len(run_ids))})", run_ids)
+        parsed: dict[str, list[str]] = {}  # a few hundred distinct series among tens of thousands of rows
+        return (SeriesPoint(run, (device, sha, variant, runtime, threads), float(p50))
+                for run, device, variant, p50, series in rows
+                for sha, runtime, threads in (parsed.get(series) or parsed.setdefault(series, json.loads(series)),))
 
     def cell_summaries(self, run_ids: list[str] | None = None) -> Iterator[CellSummary]:
         """One summary per cell (run, label, started_at, device, model, variant, status, p50_ms) of these runs
@@ -260,7 +279,7 @@ class Store:
                                        "VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING", run)
                 dst.db.executemany("INSERT INTO devices (run_id, name, data) VALUES (?, ?, ?) "
                                    "ON CONFLICT (run_id, name) DO NOTHING", devices)
-                cells += dst.db.executemany(f"INSERT INTO cells ({CELL_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) "
+                cells += dst.db.executemany(f"INSERT INTO cells ({CELL_COLUMNS}) VALUES ({CELL_VALUES}) "
                                             "ON CONFLICT (run_id, device, model, variant) DO NOTHING", rows)
         return runs, cells
 

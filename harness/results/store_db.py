@@ -61,10 +61,6 @@ class Database:
         with self.lock, self._errors(), self._transaction(schema):
             yield
 
-    def json_text(self, column: str, *path: str) -> str:
-        """SQL for the text at ``path`` inside the JSON in ``column`` (parsed by the database, in C)."""
-        raise NotImplementedError
-
     def after_schema(self) -> None:
         """Settings applied once the store is known to be an edgebench store of a version this edgebench reads."""
 
@@ -88,8 +84,6 @@ class Database:
 class SqliteDatabase(Database):
     seq = "rowid"
 
-    def json_text(self, column: str, *path: str) -> str:
-        return f"json_extract({column}, '$.{'.'.join(path)}')"
     tables_sql = "SELECT name FROM sqlite_master WHERE type='table'"
 
     def __init__(self, path: Path, *, create: bool):
@@ -154,8 +148,6 @@ class PostgresDatabase(Database):
     seq = "seq"
     seq_column = ", seq BIGSERIAL"
 
-    def json_text(self, column: str, *path: str) -> str:
-        return f"(({column})::jsonb #>> '{{{','.join(path)}}}')"
     tables_sql = "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
 
     def __init__(self, url: str):
