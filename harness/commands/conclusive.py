@@ -65,8 +65,9 @@ def until_conclusive(db: Store, run_id: str, rules: Sequence[Rule], devices: Seq
         wanted = {k: n for k, n in undecided(db, run_id, rules).items() if k not in given_up}
         if not wanted:
             return
-        left = (max_time_s - (time.monotonic() - started)) if max_time_s is not None else float("inf")
-        affordable = int(left // per_repeat_s) if per_repeat_s > 0 else MAX_ROUND_REPEATS
+        affordable = MAX_ROUND_REPEATS  # without --max-time, each round is still bounded
+        if max_time_s is not None and per_repeat_s > 0:
+            affordable = int((max_time_s - (time.monotonic() - started)) // per_repeat_s)
         repeats = min(max(wanted.values()), MAX_ROUND_REPEATS, affordable)
         if repeats < 1:
             print(f"until-conclusive: time is up with {len(wanted)} cell(s) undecided", file=sys.stderr)

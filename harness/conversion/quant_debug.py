@@ -142,8 +142,16 @@ def _debugger(calibrated: bytes, samples: dict[str, np.ndarray]) -> list[dict[st
 def _compare(float_file: str, variant_file: str, samples: dict[str, np.ndarray]) -> list[dict[str, Any]]:
     ref, got = _interpreter(path=float_file, keep_all=True), _interpreter(path=variant_file, keep_all=True)
     ref_tensors = {t["name"]: t for t in ref.get_tensor_details()}
-    got_tensors = {t["index"]: t for t in got.get_tensor_details()}
-    ops = [op for op in got._get_ops_details() if op["op_name"] not in ("QUANTIZE", "DEQUANTIZE")]
+    every_op = got._get_ops_details()
+    # activations only: constant tensors (weights, per-channel biases) are not compared, nor are they an op's
+    # inherited error (their per-axis scales are not in ``quantization``)
+    activations = {i for op in every_op for i in op["outputs"]} | {d["index"] for d in got.get_input_details()}
+    got_tensors = {t["index"]: t for t in got.get_tensor_details() if t["index"] in activations}
+    ops = [op for op in every_op if op["op_name"] not in ("QUANTIZE", "DEQUANTIZE")]
+    # a QUANTIZE the float model lacks: its output is compared with the float tensor it quantizes
+    names = {t["index"]: t["name"] for t in got.get_tensor_details()}
+    twin_of = {op["outputs"][0]: names[op["inputs"][0]] for op in every_op
+               if op["op_name"] in ("QUANTIZE", "DEQUANTIZE") and len(op["inputs"]) and len(op["outputs"])}
     sums: dict[str, list[float]] = {}
     count = min(len(a) for a in samples.values())
     for i in range(count):
@@ -153,7 +161,7 @@ def _compare(float_file: str, variant_file: str, samples: dict[str, np.ndarray])
                 interpreter.set_tensor(detail["index"], _quantize_input(array[i : i + 1], detail))
             interpreter.invoke()
         for index, detail in got_tensors.items():
-            twin = ref_tensors.get(detail["name"])
+            twin = ref_tensors.get(detail["name"]) or ref_tensors.get(twin_of.get(index, ""))
             if twin is None or twin["shape"].tolist() != detail["shape"].tolist():
                 continue
             a = _dequantize(ref.get_tensor(twin["index"]), twin)

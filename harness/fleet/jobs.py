@@ -12,6 +12,7 @@ from ..common.files import sha256_file
 from ..config.inventory import Device
 from ..config.settings import MeasureSettings
 from ..conversion.manifest import MANIFEST, read_manifest
+from ..conversion.recipes import EDGETPU
 from ..results.record import Status
 
 MAX_TFLITE_BYTES = 2 * 1024**3
@@ -42,7 +43,7 @@ class ModelVariant:
     @property
     def for_edgetpu(self) -> bool:
         """Compiled by edgetpu_compiler: `edgetpu`, or a variant whose manifest entry names what it compiles."""
-        return self.variant == "edgetpu" or "edgetpu_of" in (self.conversion or {})
+        return self.variant == EDGETPU or "edgetpu_of" in (self.conversion or {})
 
 
 BASELINE_SUFFIX = "@baseline"
