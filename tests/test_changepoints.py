@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-import numpy as np
+from collections.abc import Mapping, Sequence
 
-from harness.results.changepoints import change_points
+import numpy as np
+import pytest
+
+from harness.results import changepoints
+from harness.results.changepoints import cached_change_points, change_points
 
 
 def _noisy(rng: np.random.Generator, n: int, level: float = 10.0) -> np.ndarray:
@@ -53,3 +57,36 @@ def test_autocorrelated_steady_noise_rarely_gets_a_change_point() -> None:
             e[i] = 0.6 * e[i - 1] + rng.normal(0, 0.02)
         claimed += bool(change_points(10 * np.exp(e)))
     assert claimed <= 6, f"{claimed}/100 autocorrelated steady series got a change point"
+
+
+class _DictCache:
+    """An in-memory ShiftCache that counts what it was asked, beside the real stores' (tests/test_store.py)."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, str] = {}
+        self.kept = 0
+
+    def known_shifts(self, keys: Sequence[str]) -> dict[str, str]:
+        return {k: self.rows[k] for k in keys if k in self.rows}
+
+    def keep_shifts(self, found: Mapping[str, str]) -> None:
+        self.kept += len(found)
+        self.rows.update(found)
+
+
+def test_cached_change_points_are_the_searched_ones_and_a_garbled_entry_is_searched_again(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(7)
+    series = [list(_noisy(rng, 40)) for _ in range(5)] + [[10.0] * 20 + [13.0] * 20]
+    series.append(series[-1])  # the same series twice: searched and kept once
+    cache = _DictCache()
+    first = cached_change_points(series, cache)
+    assert first == [change_points(s) for s in series] and [s.index for s in first[-1]] == [20]
+    assert cache.kept == len(series) - 1
+    assert cached_change_points(series, cache) == first and cache.kept == len(series) - 1  # read, not searched
+    for key in cache.rows:
+        cache.rows[key] = '{"not": "a list of shifts"}'
+    assert cached_change_points(series, cache) == first and cache.kept == 2 * (len(series) - 1)
+    # another detector is another key: what the old one found is never returned for it
+    monkeypatch.setattr(changepoints, "DETECTOR", changepoints.DETECTOR + "-next")
+    assert cached_change_points(series[-1:], cache) == first[-1:] and cache.kept == 2 * (len(series) - 1) + 1

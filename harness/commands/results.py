@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -10,8 +11,10 @@ from ..common.errors import EdgebenchError, ExitCode
 from ..gate.budgets import load_budgets
 from ..gate.evaluate import evaluate
 from ..gate.writers import markdown_summary, text_summary, write_junit
-from ..report.render import TREND_RUNS, render_index, render_report, written_by_edgebench
+from ..report.render import render_index, render_report, written_by_edgebench
+from ..results.changepoints import cached_change_points
 from ..results.export import pytest_benchmark_json, write_json
+from ..results.history import TREND_RUNS
 from ..results.noise import NoiseFloor, noise_floors
 from ..results.store import Store, store_path
 from .output import out
@@ -32,7 +35,7 @@ def cmd_report(*, run: str | None = None, baseline: str | None = None, out_path:
     if index.exists() and not written_by_edgebench(index):  # -o into a directory of other pages
         print(f"index not written: {index} exists and edgebench did not write it", file=sys.stderr)
     elif index != path:
-        render_index(db.history(recent=TREND_RUNS), index)
+        render_index(db.history(recent=TREND_RUNS), index, shifts_of=partial(cached_change_points, cache=db))
     return ExitCode.OK
 
 
@@ -75,3 +78,8 @@ def floors_from_history(db: Store, run_id: str) -> dict[str, NoiseFloor]:
     """Each device's run-to-run noise floor from the newest stored runs but the one judged."""
     runs = [str(r["id"]) for r in db.runs() if r["id"] != run_id]
     return noise_floors(db.series_points(runs[-FLOOR_RUNS:]))
+
+
+def remember_trend_shifts(db: Store) -> None:
+    """Find the index's change points while ``run`` has the store open, so that ``report`` only reads them."""
+    cached_change_points(db.history(recent=TREND_RUNS).trends(TREND_RUNS).values(), db)

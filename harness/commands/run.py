@@ -26,7 +26,7 @@ from .conclusive import check_can_decide, until_conclusive
 from .convert import convert_validated
 from .output import default_inventory, out, summary_table
 from .progress import progress_for
-from .results import cmd_gate
+from .results import cmd_gate, remember_trend_shifts
 from .run_input import checked_variants, resume_run
 
 DEFAULT_SUITE = Path("suite.yaml")
@@ -139,6 +139,7 @@ def cmd_run(suite_path: Path | None = None, *, models: list[Path] | None = None,
     if until_decided:
         until_conclusive(db, run_id, rules, plan.devices, plan.variants, plan.settings, policy, started, max_time_s)
     db.finish_run(run_id)
+    remember_trend_shifts(db)
     return _finish(db, run_id, budgets, store, stream)
 
 

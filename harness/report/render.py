@@ -13,7 +13,7 @@ the export in the store has them; the report keeps summaries and the box-plot qu
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from functools import lru_cache
 from pathlib import Path
@@ -25,9 +25,9 @@ from markupsafe import Markup
 from ..common.errors import EdgebenchError
 from ..common.files import atomic_write
 from ..gate.evaluate import GateResult
-from ..results.changepoints import change_points
+from ..results.changepoints import Shift, change_points
 from ..results.comparison import MIN_CHANGE_PCT
-from ..results.history import History, RunCounts
+from ..results.history import TREND_RUNS, History, RunCounts
 from ..results.noise import NoiseFloor
 from ..results.record import Cell, Export, Status, cell_key, samples
 from ..results.stats import MIN_SAMPLES
@@ -41,9 +41,6 @@ from .view import Delta, baseline_delta, device_views, doctor_hint, lean_cell, p
 REPORT_SCHEMA_VERSION = 1  # of the HTML report (meta tag + embedded JSON), not of the export
 EXPORT_SCHEMA_VERSIONS = (1,)
 TEMPLATES = Path(__file__).parent / "templates"
-# The index's trend charts show the newest runs: 50 devices x 10 variants over a year of nightlies would be
-# 180k points (seconds to draw, tens of MB of SVG); the table of runs lists every run.
-TREND_RUNS = 30
 
 
 def _check_schema(export: Any, where: str) -> None:
@@ -172,6 +169,10 @@ def render_report(export: Export, out: Path, *, baseline: Export | None = None,
 MARKER = b'<meta name="edgebench-schema-version"'
 
 
+def _each_searched(series: list[list[float]]) -> list[list[Shift]]:
+    return [change_points(values) for values in series]
+
+
 def written_by_edgebench(path: Path) -> bool:
     """Whether the HTML file at ``path`` is one edgebench wrote (its head carries the schema meta tag)."""
     try:
@@ -181,38 +182,33 @@ def written_by_edgebench(path: Path) -> bool:
         return False
 
 
-def render_index(history: History, out: Path) -> Path:
+def render_index(history: History, out: Path,
+                 shifts_of: Callable[[list[list[float]]], list[list[Shift]]] | None = None) -> Path:
     """reports/index.html: every run over time, with p50 trends per (device, model, variant) over the newest
     TREND_RUNS runs. Reads per-run counts and per-cell summaries, never a cell's samples: a store of 200k cells
-    renders in about a second."""
-    # stable: ties keep the store's order
-    runs = sorted((complete_run(r) for r in history.runs), key=lambda r: r.get("started_at") or "")
-    shown = runs[max(0, len(runs) - TREND_RUNS):]
+    renders in about a second. ``shifts_of`` finds the change points of many series at once (the store's
+    cache: cached_change_points); by default each is searched here."""
+    trends = history.trends(TREND_RUNS)
+    runs = [complete_run(r) for r in trends.runs]
     out = Path(out)
-    position = {run.get("id"): i for i, run in enumerate(shown)}
-    trends: dict[str, dict[str, list[tuple[int, float]]]] = {}
-    for c in history.cells:
-        i = position.get(c.run_id)
-        if i is not None and c.status == Status.OK and c.p50_ms:
-            trends.setdefault(c.model, {}).setdefault(f"{c.device} · {c.variant}", []).append((i, c.p50_ms))
     rows = []
     for run in runs:
         counts = history.counts.get(run.get("id") or "") or RunCounts(0, 0, 0)
         report = f"{run.get('id')}.html"
         rows.append({"run": run, "cells": counts.cells, "ok": counts.ok, "devices": counts.devices,
                      "href": report if (out.parent / report).exists() else None})
-    labels = [str(run.get("label") or run.get("id") or f"run {i + 1}") for i, run in enumerate(shown)]
+    labels = [str(run.get("label") or run.get("id") or f"run {i + 1}") for i, run in enumerate(trends.shown)]
+    found = iter((shifts_of or _each_searched)(trends.values()))
     charts = []
-    for m, series in sorted(trends.items()):
-        ordered = {name: sorted(pts) for name, pts in series.items()}
-        shifts = {name: [(pts[s.index][0], s.ratio) for s in change_points([v for _, v in pts])]
-                  for name, pts in ordered.items()}
-        charts.append({"model": m, "svg": trend_svg(ordered, labels, shifts),
+    for m, series in trends.series.items():
+        shifts = {name: [(pts[s.index][0], s.ratio) for s in next(found)] for name, pts in series.items()}
+        charts.append({"model": m, "svg": trend_svg(series, labels, shifts),
                        "legend": [(name, PALETTE[n % len(PALETTE)]) for n, name in enumerate(series)],
-                       "shifts": [(name, labels[i], ratio) for name, found in shifts.items() for i, ratio in found]})
+                       "shifts": [(name, labels[i], ratio) for name, found_here in shifts.items()
+                                  for i, ratio in found_here]})
     data = {"schema_version": REPORT_SCHEMA_VERSION,
             "runs": [{**run, "cells": r["cells"], "ok": r["ok"]} for r, run in zip(rows, runs)]}
     html = _env().get_template("index.html.j2").render(
         schema_version=REPORT_SCHEMA_VERSION, rows=list(reversed(rows)), charts=charts, data_json=script_json(data),
-        trend_runs=len(shown))
+        trend_runs=len(trends.shown))
     return atomic_write(out, html, mode=0o644)

@@ -19,14 +19,20 @@ history, per-second medians in a sustained run, not raw invoke samples.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import astuple, dataclass
+from typing import Protocol
 
 import numpy as np
 
 MAX_POINTS = 20_000  # ~1 s here; beyond this callers must aggregate first
 CLIP_SIGMAS = 3.0
+MIN_SIZE, MIN_SHIFT, SENSITIVITY = 3, 0.05, 5.0
+# In every cache key: changing how shifts are found must never return shifts found the old way.
+DETECTOR = json.dumps(["kernelcpd-linear", 1, MIN_SIZE, MIN_SHIFT, SENSITIVITY, CLIP_SIGMAS])
 
 
 @dataclass(frozen=True)
@@ -48,8 +54,8 @@ def _robust_sigma(values: np.ndarray) -> float:
     return sigma
 
 
-def change_points(series: Sequence[float], *, min_size: int = 3, min_shift: float = 0.05,
-                  sensitivity: float = 5.0) -> list[Shift]:
+def change_points(series: Sequence[float], *, min_size: int = MIN_SIZE, min_shift: float = MIN_SHIFT,
+                  sensitivity: float = SENSITIVITY) -> list[Shift]:
     """The shifts in ``series`` (in order); empty when the series is too short or steady.
 
     ``min_size``: the fewest points a segment may have; ``min_shift``: the smallest relative change of
@@ -79,3 +85,38 @@ def change_points(series: Sequence[float], *, min_size: int = 3, min_shift: floa
         del bounds[smallest + 1]
     medians = [float(np.median(values[a:b])) for a, b in zip(bounds, bounds[1:])]
     return [Shift(bounds[i + 1], medians[i], medians[i + 1]) for i in range(len(medians) - 1)]
+
+
+class ShiftCache(Protocol):
+    """Where found shifts are remembered (the results store): JSON text per key."""
+
+    def known_shifts(self, keys: Sequence[str]) -> Mapping[str, str]: ...
+
+    def keep_shifts(self, found: Mapping[str, str]) -> None: ...
+
+
+def _parsed(text: str) -> list[Shift] | None:
+    try:
+        shifts = [Shift(int(i), float(b), float(a)) for i, b, a in json.loads(text)]
+    except (ValueError, TypeError):
+        return None
+    return shifts
+
+
+def cached_change_points(series: Sequence[Sequence[float]], cache: ShiftCache) -> list[list[Shift]]:
+    """``change_points`` of each series with the default settings, remembered under a hash of the detector and
+    the values. A history's series change only when a run is added, so ``run`` finds them once and ``report``
+    reads them, without importing ruptures (and scipy.stats with it: 0.9 s)."""
+    keys = [hashlib.sha256(json.dumps([DETECTOR, [float(v) for v in s]]).encode()).hexdigest() for s in series]
+    known = cache.known_shifts(sorted(set(keys)))
+    found: dict[str, list[Shift]] = {}
+    fresh: dict[str, str] = {}
+    for key, values in zip(keys, series):
+        if key not in found:
+            cached = _parsed(known[key]) if key in known else None
+            found[key] = cached if cached is not None else change_points(values)
+            if cached is None:
+                fresh[key] = json.dumps([astuple(s) for s in found[key]])
+    if fresh:
+        cache.keep_shifts(fresh)
+    return [found[key] for key in keys]

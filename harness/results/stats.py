@@ -43,19 +43,17 @@ def median_ci95(samples: Sequence[float]) -> tuple[float, float] | None:
     return quantile_ci95(samples, 0.5)
 
 
-def _quantile(distribution: str, q: float, df: float) -> float:
-    from scipy import stats as sps  # imported here: most commands never compare anything
-
-    return float(getattr(sps, distribution).ppf(q, df))
-
-
 def t95(df: float) -> float:
     """The two-sided 95% quantile of Student's t."""
-    return _quantile("t", 0.975, df)
+    from scipy.special import stdtrit  # scipy.special, not scipy.stats: 0.2 s to import instead of 0.9 s
+
+    return float(stdtrit(df, 0.975))
 
 
 def chi2_quantile(q: float, df: float) -> float:
-    return _quantile("chi2", q, df)
+    from scipy.special import chdtri  # the inverse of the upper tail
+
+    return float(chdtri(df, 1.0 - q))
 
 
 def log_interval(estimate: float, se: float, crit: float) -> tuple[float, float]:

@@ -9,6 +9,9 @@ Tables (the store's schema_version in ``meta``; every JSON column carries the re
                                         data: the export cell (see export_run); p50_ms: its median, for the
                                         history (history.py); series: what else makes runs comparable (JSON
                                         [model sha256, runtime, threads]), for the noise floors (noise.py)
+    shifts(key, data)                                            the index's change points, by a hash of the
+                                        detector and the series (changepoints.cached_change_points); a few
+                                        hundred bytes per series per run
 
 Opening a store first reads it (nothing written): a file or database holding other tables, a schema_version
 that is not a number, or one newer than this edgebench is refused before anything changes. Creating the
@@ -28,7 +31,7 @@ import os
 import platform
 import re
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +42,7 @@ from .noise import SeriesPoint, series_key
 from .record import Cell, DeviceRecord, Export, RunHeader, Status, p50
 from .store_db import NO_STORE, Database, PostgresDatabase, SqliteDatabase
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 RECORD_VERSION = 1  # of the export and of the JSON in the data columns: store migrations leave it alone
 DEFAULT_STORE = Path(".edgebench") / "results.sqlite"
 URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
@@ -81,8 +84,13 @@ def _series_column(db: Database) -> None:
                        [(_series(json.loads(data)), run_id, *key) for *key, data in rows])
 
 
+def _shifts_table(db: Database) -> None:
+    """v3 -> v4: the change points found in the index's series, so ``report`` reads what ``run`` found."""
+    db.execute("CREATE TABLE shifts (key TEXT PRIMARY KEY, data TEXT)")
+
+
 # MIGRATIONS[n] upgrades a store from schema_version n to n + 1, on SQLite and PostgreSQL alike.
-MIGRATIONS: dict[int, Callable[[Database], None]] = {1: _summary_columns, 2: _series_column}
+MIGRATIONS: dict[int, Callable[[Database], None]] = {1: _summary_columns, 2: _series_column, 3: _shifts_table}
 
 
 def store_path(explicit: str | Path | None = None) -> str | Path:
@@ -265,6 +273,19 @@ class Store:
             "SELECT c.run_id, r.label, r.started_at, c.device, c.model, c.variant, c.status, c.p50_ms "
             f"FROM cells c JOIN runs r ON r.id = c.run_id {where}", run_ids or ())
         return (CellSummary(*row) for row in rows)
+
+    def known_shifts(self, keys: Sequence[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for i in range(0, len(keys), 500):  # below every backend's limit on bound parameters
+            chunk = keys[i:i + 500]
+            found.update(self.db.query(f"SELECT key, data FROM shifts WHERE key IN ({', '.join('?' * len(chunk))})",
+                                       chunk))
+        return found
+
+    def keep_shifts(self, found: Mapping[str, str]) -> None:
+        with self.db.transaction():  # another controller may have stored the same series meanwhile: same value
+            self.db.executemany("INSERT INTO shifts (key, data) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
+                                list(found.items()))
 
     def copy_into(self, dst: Store) -> tuple[int, int]:
         """Every run of this store into ``dst``, only the rows it lacks (nothing there is overwritten, copying
