@@ -253,3 +253,42 @@ def test_a_variant_that_does_not_run_on_the_host_is_reported_with_the_failing_no
     assert rows["int16x8"]["status"] == "failed_to_prepare" and "no_integer_overflow" in rows["int16x8"]["why_not"]
     assert rows["fp32"]["status"] == "ok"  # the rest of the table stands
     assert "cannot rank layers" in stream.getvalue() and "cannot rank layers" in (tmp_path / "doc" / "doctor.html").read_text()
+
+
+def test_two_inputs_of_one_shape_whose_names_end_alike_each_get_their_own_array(tmp_path: Path) -> None:
+    """The doctor's top-1 step on a real two-input model: fed the same array twice, or swapped, it scores ~0.1."""
+    from harness.commands.doctor import _evaluate
+    from harness.commands.convert import convert_validated
+    from harness.conversion.workers import Pool
+
+    model = tmp_path / "two.keras"
+    subprocess.run([sys.executable, "-m", "tests.support.two_input_model", str(model)], check=True, cwd=ROOT,
+                   capture_output=True, timeout=300)
+    eval_inputs, labels = split_labels(tmp_path / "two_eval.npz", tmp_path)
+    assert labels is not None
+    pool = Pool(1)
+    try:
+        manifest = convert_validated(model, tmp_path / "converted", variants=["fp32"], name="two", pool=pool,
+                                     eval_data=eval_inputs)
+        top1 = _evaluate(pool, tmp_path / "converted", manifest, labels)
+    finally:
+        pool.close()
+    assert top1["fp32"] == {"top1": 1.0, "error": None}
+
+
+def test_sample_arrays_match_inputs_by_exact_name_then_unambiguous_suffix_and_never_guess() -> None:
+    from harness.conversion.quant_debug import _ordered
+
+    a, b, c = (np.full((1, 2), v, np.float32) for v in (1, 2, 3))
+
+    def order(samples: dict, *names: str) -> list[float]:
+        return [float(x[0, 0]) for x in _ordered(samples, [{"name": n} for n in names])]
+    assert order({"image": a, "thermal_image": b}, "serving_default_thermal_image:0", "serving_default_image:0") == [2, 1]
+    assert order({"arr_0": a, "arr_1": b}, "serving_default_thermal_image:0", "serving_default_image:0") == [1, 2]
+    # a suffix naming one array for one input and no other (a model's own prefix on its input's name)
+    assert order({"image": a, "rgb": b}, "serving_default_rgb:0", "cam_image:0") == [2, 1]
+    with pytest.raises(EdgebenchError, match=r"inputs \(rgb_image, thermal_image\).*for rgb_image, thermal_image"):
+        _ordered({"image": a, "depth": b}, [{"name": "serving_default_rgb_image:0"},
+                                            {"name": "serving_default_thermal_image:0"}])  # which one is image's?
+    with pytest.raises(EdgebenchError, match=r"no single array for image"):
+        _ordered({"picture": c}, [{"name": "serving_default_image:0"}])
