@@ -26,11 +26,16 @@ QUICK = {"runs": 5, "warmup": 1, "min_seconds": 0.0, "warmup_seconds": 0.0, "max
 @pytest.fixture(scope="module")
 def hostile(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     out = tmp_path_factory.mktemp("hostile")
-    for name, args in (("keras3", ["hostile.keras"]), ("keras2", ["hostile.h5", "keras2"])):
-        (out / name).mkdir()
-        subprocess.run([sys.executable, "-m", "tests.support.hostile_model", str(out / name / args[0]), *args[1:]],
-                       check=True, cwd=ROOT, capture_output=True, timeout=300)
-    return {"keras3": out / "keras3" / "hostile.keras", "keras2": out / "keras2" / "hostile.h5"}
+    return {"keras3": _build_hostile(out / "keras3", "hostile.keras"),
+            "keras2": _build_hostile(out / "keras2", "hostile.h5", "keras2")}
+
+
+def _build_hostile(directory: Path, file: str, *kind: str) -> Path:
+    """tests.support.hostile_model's model (``kind``: keras2 or nested) and its data, in a directory of its own."""
+    directory.mkdir()
+    subprocess.run([sys.executable, "-m", "tests.support.hostile_model", str(directory / file), *kind],
+                   check=True, cwd=ROOT, capture_output=True, timeout=300)
+    return directory / file
 
 
 def _doctor(model: Path, out: Path, **options: object) -> tuple[int, dict, str]:
@@ -68,6 +73,12 @@ def _assert_hostile_found_and_fixed(code: int, doc: dict, printed: str, out: Pat
 def test_a_keras2_model_hostile_layer_comes_first_and_keeping_it_float_brings_int8_back(
         hostile: dict[str, Path], tmp_path: Path) -> None:
     _assert_hostile_found_and_fixed(*_doctor(hostile["keras2"], tmp_path, variant="int8"), tmp_path)
+
+
+def test_a_layer_inside_a_wrapped_backbone_is_ranked_and_kept_float_by_its_own_name(tmp_path: Path) -> None:
+    """Transfer learning: stem, hostile and mix inside a Functional ``backbone`` used as one layer of the model."""
+    model = _build_hostile(tmp_path / "nested", "hostile.keras", "nested")
+    _assert_hostile_found_and_fixed(*_doctor(model, tmp_path / "doc", variant="int8"), tmp_path / "doc")
 
 
 def test_measured_on_a_device_the_fix_is_on_the_front_and_the_recommendation_meets_the_bar(
@@ -120,6 +131,11 @@ def test_keras_layer_names_come_back_from_tflite_tensor_names() -> None:
     assert keras_layer("model/conv_1/Relu", known) == ("conv_1", True)  # a user's own _1 is kept
     assert keras_layer("StatefulPartitionedCall_1:0", known) == ("StatefulPartitionedCall_1:0", False)
     assert keras_layer("saved/block_3/add", []) == ("block_3", True)
+    # a layer of a nested model is itself, not the model wrapping it; an op's own name is no layer
+    nested = ["backbone", "hostile", "pool", "Mean"]
+    assert keras_layer("outer_1/backbone_1/hostile_1/BiasAdd", nested) == ("hostile", True)
+    assert keras_layer("outer/backbone/hostile/Conv2D;outer/backbone/hostile/BiasAdd", nested) == ("hostile", True)
+    assert keras_layer("outer_1/pool_1/Mean", nested) == ("pool", True)
 
 
 def test_candidates_keep_the_consumers_of_the_worst_tensors_and_skip_repeated_sets() -> None:
