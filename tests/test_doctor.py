@@ -138,6 +138,27 @@ def test_keras_layer_names_come_back_from_tflite_tensor_names() -> None:
     assert keras_layer("outer_1/pool_1/Mean", nested) == ("pool", True)
 
 
+NESTED_TAIL = """
+import json, sys
+import keras
+from harness.conversion.quant_debug import layer_names
+inner = keras.Input((4,), name="backbone_input")
+backbone = keras.Model(inner, keras.layers.Dense(3, name="logits")(keras.layers.Dense(8, name="hidden")(inner)),
+                       name="backbone")
+x = keras.Input((4,), name="x")
+keras.Model(x, backbone(keras.layers.Dense(4, name="pre")(x)), name="outer").save(sys.argv[1])
+print(json.dumps(layer_names(sys.argv[1], None)))
+"""
+
+
+def test_a_model_ending_in_a_nested_model_has_the_nested_models_output_layer_as_its_own(tmp_path: Path) -> None:
+    """The renamed output tensor of a single-output model is named after its output layer: the inner one."""
+    done = subprocess.run([sys.executable, "-c", NESTED_TAIL, str(tmp_path / "tail.keras")], check=True, cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    names, outputs = json.loads(done.stdout.splitlines()[-1])
+    assert {"backbone", "hidden", "logits", "pre"} <= set(names) and outputs == ["logits"]
+
+
 def test_candidates_keep_the_consumers_of_the_worst_tensors_and_skip_repeated_sets() -> None:
     graph = [{"op": "CONV_2D", "inputs": ["in"], "outputs": ["m/a/x"]},
              {"op": "CONV_2D", "inputs": ["m/a/x"], "outputs": ["m/b/x"]},

@@ -233,8 +233,18 @@ def layer_names(source: str, custom_objects: str | None) -> tuple[list[str], lis
         layer = todo.pop(0)
         names.append(layer.name)
         todo += list(getattr(layer, "layers", []))
-    history = [getattr(t, "_keras_history", None) for t in model.outputs]
-    return names, [h.operation.name for h in history if h is not None and hasattr(h, "operation")]
+    return names, [name for name in map(_output_layer, model.outputs) if name]
+
+
+def _output_layer(tensor: Any) -> str | None:
+    """The layer that makes a Keras 3 output tensor; for a nested model's output, that model's own output layer."""
+    history = getattr(tensor, "_keras_history", None)
+    while history is not None and hasattr(history, "operation"):
+        inner = getattr(history.operation, "outputs", None) if hasattr(history.operation, "layers") else None
+        if not inner:
+            return str(history.operation.name)
+        history = getattr(inner[history.tensor_index], "_keras_history", None)
+    return None
 
 
 def localise(calibrated: bytes, options: dict[str, Any]) -> dict[str, Any]:
