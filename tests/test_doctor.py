@@ -26,11 +26,16 @@ QUICK = {"runs": 5, "warmup": 1, "min_seconds": 0.0, "warmup_seconds": 0.0, "max
 @pytest.fixture(scope="module")
 def hostile(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     out = tmp_path_factory.mktemp("hostile")
-    for name, args in (("keras3", ["hostile.keras"]), ("keras2", ["hostile.h5", "keras2"])):
-        (out / name).mkdir()
-        subprocess.run([sys.executable, "-m", "tests.support.hostile_model", str(out / name / args[0]), *args[1:]],
-                       check=True, cwd=ROOT, capture_output=True, timeout=300)
-    return {"keras3": out / "keras3" / "hostile.keras", "keras2": out / "keras2" / "hostile.h5"}
+    return {"keras3": _build_hostile(out / "keras3", "hostile.keras"),
+            "keras2": _build_hostile(out / "keras2", "hostile.h5", "keras2")}
+
+
+def _build_hostile(directory: Path, file: str, *kind: str) -> Path:
+    """tests.support.hostile_model's model (``kind``: keras2 or nested) and its data, in a directory of its own."""
+    directory.mkdir()
+    subprocess.run([sys.executable, "-m", "tests.support.hostile_model", str(directory / file), *kind],
+                   check=True, cwd=ROOT, capture_output=True, timeout=300)
+    return directory / file
 
 
 def _doctor(model: Path, out: Path, **options: object) -> tuple[int, dict, str]:
@@ -68,6 +73,12 @@ def _assert_hostile_found_and_fixed(code: int, doc: dict, printed: str, out: Pat
 def test_a_keras2_model_hostile_layer_comes_first_and_keeping_it_float_brings_int8_back(
         hostile: dict[str, Path], tmp_path: Path) -> None:
     _assert_hostile_found_and_fixed(*_doctor(hostile["keras2"], tmp_path, variant="int8"), tmp_path)
+
+
+def test_a_layer_inside_a_wrapped_backbone_is_ranked_and_kept_float_by_its_own_name(tmp_path: Path) -> None:
+    """Transfer learning: stem, hostile and mix inside a Functional ``backbone`` used as one layer of the model."""
+    model = _build_hostile(tmp_path / "nested", "hostile.keras", "nested")
+    _assert_hostile_found_and_fixed(*_doctor(model, tmp_path / "doc", variant="int8"), tmp_path / "doc")
 
 
 def test_measured_on_a_device_the_fix_is_on_the_front_and_the_recommendation_meets_the_bar(
@@ -120,6 +131,32 @@ def test_keras_layer_names_come_back_from_tflite_tensor_names() -> None:
     assert keras_layer("model/conv_1/Relu", known) == ("conv_1", True)  # a user's own _1 is kept
     assert keras_layer("StatefulPartitionedCall_1:0", known) == ("StatefulPartitionedCall_1:0", False)
     assert keras_layer("saved/block_3/add", []) == ("block_3", True)
+    # a layer of a nested model is itself, not the model wrapping it; an op's own name is no layer
+    nested = ["backbone", "hostile", "pool", "Mean"]
+    assert keras_layer("outer_1/backbone_1/hostile_1/BiasAdd", nested) == ("hostile", True)
+    assert keras_layer("outer/backbone/hostile/Conv2D;outer/backbone/hostile/BiasAdd", nested) == ("hostile", True)
+    assert keras_layer("outer_1/pool_1/Mean", nested) == ("pool", True)
+
+
+NESTED_TAIL = """
+import json, sys
+import keras
+from harness.conversion.quant_debug import layer_names
+inner = keras.Input((4,), name="backbone_input")
+backbone = keras.Model(inner, keras.layers.Dense(3, name="logits")(keras.layers.Dense(8, name="hidden")(inner)),
+                       name="backbone")
+x = keras.Input((4,), name="x")
+keras.Model(x, backbone(keras.layers.Dense(4, name="pre")(x)), name="outer").save(sys.argv[1])
+print(json.dumps(layer_names(sys.argv[1], None)))
+"""
+
+
+def test_a_model_ending_in_a_nested_model_has_the_nested_models_output_layer_as_its_own(tmp_path: Path) -> None:
+    """The renamed output tensor of a single-output model is named after its output layer: the inner one."""
+    done = subprocess.run([sys.executable, "-c", NESTED_TAIL, str(tmp_path / "tail.keras")], check=True, cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    names, outputs = json.loads(done.stdout.splitlines()[-1])
+    assert {"backbone", "hidden", "logits", "pre"} <= set(names) and outputs == ["logits"]
 
 
 def test_candidates_keep_the_consumers_of_the_worst_tensors_and_skip_repeated_sets() -> None:
@@ -253,3 +290,42 @@ def test_a_variant_that_does_not_run_on_the_host_is_reported_with_the_failing_no
     assert rows["int16x8"]["status"] == "failed_to_prepare" and "no_integer_overflow" in rows["int16x8"]["why_not"]
     assert rows["fp32"]["status"] == "ok"  # the rest of the table stands
     assert "cannot rank layers" in stream.getvalue() and "cannot rank layers" in (tmp_path / "doc" / "doctor.html").read_text()
+
+
+def test_two_inputs_of_one_shape_whose_names_end_alike_each_get_their_own_array(tmp_path: Path) -> None:
+    """The doctor's top-1 step on a real two-input model: fed the same array twice, or swapped, it scores ~0.1."""
+    from harness.commands.doctor import _evaluate
+    from harness.commands.convert import convert_validated
+    from harness.conversion.workers import Pool
+
+    model = tmp_path / "two.keras"
+    subprocess.run([sys.executable, "-m", "tests.support.two_input_model", str(model)], check=True, cwd=ROOT,
+                   capture_output=True, timeout=300)
+    eval_inputs, labels = split_labels(tmp_path / "two_eval.npz", tmp_path)
+    assert labels is not None
+    pool = Pool(1)
+    try:
+        manifest = convert_validated(model, tmp_path / "converted", variants=["fp32"], name="two", pool=pool,
+                                     eval_data=eval_inputs)
+        top1 = _evaluate(pool, tmp_path / "converted", manifest, labels)
+    finally:
+        pool.close()
+    assert top1["fp32"] == {"top1": 1.0, "error": None}
+
+
+def test_sample_arrays_match_inputs_by_exact_name_then_unambiguous_suffix_and_never_guess() -> None:
+    from harness.conversion.quant_debug import _ordered
+
+    a, b, c = (np.full((1, 2), v, np.float32) for v in (1, 2, 3))
+
+    def order(samples: dict, *names: str) -> list[float]:
+        return [float(x[0, 0]) for x in _ordered(samples, [{"name": n} for n in names])]
+    assert order({"image": a, "thermal_image": b}, "serving_default_thermal_image:0", "serving_default_image:0") == [2, 1]
+    assert order({"arr_0": a, "arr_1": b}, "serving_default_thermal_image:0", "serving_default_image:0") == [1, 2]
+    # a suffix naming one array for one input and no other (a model's own prefix on its input's name)
+    assert order({"image": a, "rgb": b}, "serving_default_rgb:0", "cam_image:0") == [2, 1]
+    with pytest.raises(EdgebenchError, match=r"inputs \(rgb_image, thermal_image\).*for rgb_image, thermal_image"):
+        _ordered({"image": a, "depth": b}, [{"name": "serving_default_rgb_image:0"},
+                                            {"name": "serving_default_thermal_image:0"}])  # which one is image's?
+    with pytest.raises(EdgebenchError, match=r"no single array for image"):
+        _ordered({"picture": c}, [{"name": "serving_default_image:0"}])

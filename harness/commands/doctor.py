@@ -104,8 +104,11 @@ def _measure(converted: Path, name: str, devices: str, options: Mapping[str, Any
             store=options.get("store"), measure=options.get("measure"), policy=options.get("policy") or RunPolicy(),
             quiet=True, stream=stream)
     db = Store(store_path(options.get("store")))
-    run_id = db.resolve(label)
-    return run_id, db.export_run(run_id)["results"]
+    try:
+        run_id = db.resolve(label)
+        return run_id, db.export_run(run_id)["results"]
+    finally:
+        db.close()
 
 
 def _evaluate(pool: Pool, converted: Path, manifest: dict[str, Any], labels: Path) -> dict[str, Any]:

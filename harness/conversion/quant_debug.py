@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from ..common.errors import EdgebenchError
+
 SNR_CAP_DB = 150.0
 MAX_SAMPLES = 16
 NO_LOSS_DB = 0.1
@@ -74,16 +76,33 @@ def _samples(path: Path, limit: int = MAX_SAMPLES) -> dict[str, np.ndarray]:
     return {k: data[k][:limit] for k in data.files}
 
 
+def _input_name(tensor: str) -> str:
+    """The signature's name of a TFLite input tensor: ``serving_default_image:0`` -> ``image``."""
+    return re.sub(r":\d+$", "", re.sub(r"^serving_default_", "", tensor))
+
+
+def _suffix_of(name: str, key: str) -> bool:
+    return name.endswith(f"_{key}") or key.endswith(f"_{name}")
+
+
 def _ordered(samples: dict[str, np.ndarray], details: list[dict[str, Any]]) -> list[np.ndarray]:
-    """Sample arrays in the interpreter's input order; TFLite names them serving_default_NAME:0."""
-    out: list[np.ndarray] = []
-    for detail in details:
-        name = detail["name"]
-        key = next((k for k in samples if name in (k, f"serving_default_{k}:0") or name.endswith(f"_{k}:0")), None)
-        if key is None:
-            key = sorted(samples)[len(out)]
-        out.append(samples[key])
-    return out
+    """Sample arrays in the interpreter's input order: by exact (signature) name, then by a suffix that picks one
+    array for one input and for no other, by position only when the arrays have no names (np.savez's arr_N).
+    Suffixes alone once gave ``image``'s array to ``thermal_image`` too: same shape, no error, wrong answers."""
+    names = [_input_name(d["name"]) for d in details]
+    if samples and all(re.fullmatch(r"arr_\d+", k) for k in samples) and len(samples) == len(details):
+        return [samples[k] for k in sorted(samples, key=lambda k: int(k[4:]))]
+    chosen = {i: n for i, n in enumerate(names) if n in samples}
+    left = [k for k in samples if k not in chosen.values()]
+    pairs = [(i, k) for i in range(len(names)) if i not in chosen for k in left if _suffix_of(names[i], k)]
+    chosen.update((i, k) for i, k in pairs if [p[0] for p in pairs].count(i) == [p[1] for p in pairs].count(k) == 1)
+    keys = list(chosen.values())
+    bad = [n for i, n in enumerate(names) if i not in chosen or keys.count(chosen[i]) > 1]
+    if bad:
+        raise EdgebenchError(f"the sample arrays ({', '.join(samples)}) do not match the model's inputs "
+                             f"({', '.join(names)}) one to one: no single array for {', '.join(bad)}; "
+                             "name each array after its input")
+    return [samples[chosen[i]] for i in range(len(names))]
 
 
 def _interpreter(content: bytes | None = None, path: str | None = None, keep_all: bool = False) -> Any:
@@ -214,8 +233,18 @@ def layer_names(source: str, custom_objects: str | None) -> tuple[list[str], lis
         layer = todo.pop(0)
         names.append(layer.name)
         todo += list(getattr(layer, "layers", []))
-    history = [getattr(t, "_keras_history", None) for t in model.outputs]
-    return names, [h.operation.name for h in history if h is not None and hasattr(h, "operation")]
+    return names, [name for name in map(_output_layer, model.outputs) if name]
+
+
+def _output_layer(tensor: Any) -> str | None:
+    """The layer that makes a Keras 3 output tensor; for a nested model's output, that model's own output layer."""
+    history = getattr(tensor, "_keras_history", None)
+    while history is not None and hasattr(history, "operation"):
+        inner = getattr(history.operation, "outputs", None) if hasattr(history.operation, "layers") else None
+        if not inner:
+            return str(history.operation.name)
+        history = getattr(inner[history.tensor_index], "_keras_history", None)
+    return None
 
 
 def localise(calibrated: bytes, options: dict[str, Any]) -> dict[str, Any]:
@@ -227,6 +256,8 @@ def localise(calibrated: bytes, options: dict[str, Any]) -> dict[str, Any]:
     if options["variant"] == "int8":
         try:
             return {"method": "debugger", "tensors": _debugger(calibrated, samples), **common}
+        except EdgebenchError:  # the inputs do not fit the model: the fallback would not fit them either
+            raise
         except Exception as exc:  # e.g. an op the debug mode cannot instrument: fall back, and say so
             notes.append(f"QuantizationDebugger failed ({type(exc).__name__}: {str(exc)[:300]}); "
                          "compared the float and int8 files tensor by tensor instead")

@@ -2,7 +2,8 @@
 
 TFLite names an op's output tensor after the TensorFlow ops fused into it, ';'-separated, each a path
 like ``functional_1/hostile_1/BiasAdd`` (Keras 3 export adds ``_1`` to the scope) or ``model/hostile/BiasAdd``
-(Keras 2): the second component is the Keras layer. Outputs the converter renamed
+(Keras 2): the deepest scope naming a Keras layer (nested models included) is the layer, so inside a wrapped
+backbone (``model/backbone/hostile/BiasAdd``) it is ``hostile``, not ``backbone``. Outputs the converter renamed
 (``StatefulPartitionedCall_1:0``) keep their tensor name and are marked ``keras: false``, except the output
 of a single-output model, which is its output layer.
 
@@ -23,20 +24,19 @@ KEEP_FLOAT_COUNTS = (1, 2, 4)
 
 
 def keras_layer(tensor: str, known: Iterable[str]) -> tuple[str, bool]:
-    """(Keras layer name, whether it is one) of a TFLite tensor name."""
+    """(Keras layer name, whether it is one) of a TFLite tensor name: the deepest scope that is a known layer, so
+    a layer inside a nested model (``outer_1/backbone_1/hostile_1/BiasAdd``) is named, not the model around it."""
     names = set(known)
     for piece in tensor.split(";"):
         parts = piece.split("/")
         if len(parts) < 3:
             continue
-        scope = parts[1]
-        stripped = re.sub(r"_\d+$", "", scope)
-        if scope in names:
-            return scope, True
-        if stripped in names:
-            return stripped, True
         if not names:
-            return scope, True  # a SavedModel: no layer list to check the scope against
+            return parts[1], True  # a SavedModel: no layer list to check the scopes against
+        for scope in reversed(parts[1:-1]):
+            for name in (scope, re.sub(r"_\d+$", "", scope)):
+                if name in names:
+                    return name, True
     return tensor, False
 
 
