@@ -257,7 +257,7 @@ def test_an_inconclusive_regression_names_its_actual_cause(tmp_path: Path) -> No
                         r"within this device's run-to-run noise floor of 5\d\.\d%; .*", floored), floored
     # repeats that disagree by +-20%: the CI is wider than the limit can split
     wide = note(make_cell(**_repeats(11.0, [0.2, -0.2, 0.1], 3)), make_cell(**_repeats(10.0, [-0.1, 0.15, 0.0], 4)))
-    assert re.fullmatch(r"inconclusive after 3 repeats: the 95% CI \[0\.\d+, 1\.\d+\] straddles the limit x1\.050; "
+    assert re.fullmatch(r"inconclusive after 3 repeats: the 95% CI \[0\.\d+, 1\.\d+\] straddles the limit x1\.050 \(\+5%\); "
                         r"about \d+ more repeats would decide \(--repeats N or --baseline-models with "
                         r"--until-conclusive\)", wide), wide
 

@@ -257,8 +257,9 @@ class Regression(Check):
         if change.floor is not None and lo > 1 + self.limit / 100:
             return (f"{after}: {ci} is above the limit but within this device's run-to-run noise floor of "
                     f"{change.floor * 100:.1f}%; measure side by side (--baseline-models) to decide")
-        return (f"{after}: {ci} straddles the limit x{1 + self.limit / 100:.3f}; about "
-                f"{change.repeats_needed(self.limit)} more repeats would decide (--repeats N or {more})")
+        limit = f"x{1 + self.limit / 100:.3f} (+{fmt_number(self.limit)}%)"
+        return (f"{after}: {ci} straddles the limit {limit}; about {change.repeats_needed(self.limit)} more repeats "
+                f"would decide (--repeats N or {more})")
 
 
 def make_check(metric: str, value: Any, where_: str) -> Check:
