@@ -108,7 +108,7 @@ def _reference(bench: Bench, repeats: int) -> str:
     cells = {c["model"]: c for c in db.cells(db.resolve("latest"))}
     change = compare(cells[bench.b.stem], cells[bench.b.stem + "@baseline"], paired=True)
     assert change is not None and change.ci95 is not None
-    return f"x{change.ratio:.3f} [{change.ci95[0]:.3f}, {change.ci95[1]:.3f}] from {repeats} paired repeats"
+    return f"x{change.ratio:.3f} [{change.ci95[0]:.3f}, {change.ci95[1]:.3f}] from {change.pairs} paired repeats"
 
 
 def _count(verdicts: list[Verdict]) -> str:

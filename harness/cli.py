@@ -18,6 +18,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from . import __version__, commands
+from .commands.conclusive import MAX_REPEATS
 from .common.errors import EdgebenchError, ExitCode
 from .config.settings import MeasureSettings, RunPolicy, cli_flag, parse_duration
 
@@ -119,9 +120,13 @@ def _run_args(sp: argparse.ArgumentParser) -> None:
                     help="the release to compare with, measured side by side (interleaved repeat by repeat); "
                          "max_regression budgets then compare against it (repeatable)")
     sp.add_argument("--until-conclusive", action="store_true",
-                    help="add repeats until every max_regression check is decided (needs --baseline-models)")
+                    help="add repeats until every max_regression check is decided, --max-repeats or --max-time is "
+                         "reached (needs --baseline-models)")
     sp.add_argument("--max-time", metavar="DURATION", help="with --until-conclusive: stop adding repeats after "
                                                             "DURATION (60s, 5m or seconds) from the run's start")
+    sp.add_argument("--max-repeats", metavar="N", type=int, default=MAX_REPEATS,
+                    help="with --until-conclusive: a cell still undecided after N repeats a side stays inconclusive "
+                         f"(default {MAX_REPEATS})")
     _devices(sp)
     _measure_flags(sp)
     sp.add_argument("--label")
@@ -143,7 +148,8 @@ def _run(a: Args) -> int:
                             policy=RunPolicy(trust_new_hosts=a.trust_new_hosts, ship_failed=a.ship_failed,
                                              lock_timeout_s=_duration(a.lock_timeout, "--lock-timeout", zero_ok=True)),
                             baseline_models=a.baseline_models, until_decided=a.until_conclusive,
-                            max_time_s=_duration(a.max_time, "--max-time") if a.max_time else None)
+                            max_time_s=_duration(a.max_time, "--max-time") if a.max_time else None,
+                            max_repeats=a.max_repeats)
 
 
 def _duration(text: str, flag: str, *, zero_ok: bool = False) -> float:

@@ -104,3 +104,21 @@ def test_ratio_is_the_geometric_mean_of_repeat_medians(paired: bool) -> None:
     change = compare(a, b, paired=paired)
     assert change is not None and math.isclose(change.ratio, math.sqrt(2), rel_tol=1e-9)
     assert change.repeats == (2, 2)
+
+
+def test_side_by_side_pairs_repeats_by_index_when_a_repeat_has_no_samples() -> None:
+    rng = np.random.default_rng(5)
+    rounds = [0.0, 0.35, -0.3, 0.25, -0.2, 0.3]  # what hit both processes of each round, large and shared
+    new, new_sizes = repeated_samples(rng, 12.0, rounds, spread=0.01)  # truly x1.2 slower
+    old, old_sizes = repeated_samples(rng, 10.0, rounds, spread=0.01)
+    candidate = synthetic_cell("d", "m", "v", new, repeat_sizes=new_sizes)
+    # the baseline's third process measured nothing: its place stays empty
+    gap = synthetic_cell("d", "m@baseline", "v", old[:400] + old[600:], repeat_sizes=[200, 200, 0, 200, 200, 200])
+    change = compare(candidate, gap, paired=True)
+    assert change is not None and change.pairs == 5 and change.repeats == (6, 5)
+    assert change.ci95 is not None and change.ci95[0] < 1.2 < change.ci95[1] and change.decide(LIMIT) is Decision.EXCEEDS
+    assert "(6 vs 5 repeats, 5 paired)" in change.describe()
+    # the same values without their places: pairing by position would set round 4 of one side beside round 3
+    shifted = synthetic_cell("d", "m@baseline", "v", old[:400] + old[600:], repeat_sizes=[200] * 5)
+    wrong = compare(candidate, shifted, paired=True)
+    assert wrong is not None and wrong.decide(LIMIT) is Decision.INCONCLUSIVE

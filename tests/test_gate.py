@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import importlib.metadata
 import json
+import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -233,6 +234,32 @@ def test_regression_decided_on_the_ci_of_the_change(tmp_path: Path) -> None:
     with pytest.raises(EdgebenchError, match="needs a baseline") as err:
         gate(tmp_path, text, make_export(make_cell()))
     assert err.value.where == f"{tmp_path / 'budgets.yaml'}:2"
+
+
+def test_an_inconclusive_regression_names_its_actual_cause(tmp_path: Path) -> None:
+    rules = load_budgets(budgets(tmp_path, "budgets:\n  - model: mobilenet\n    max_regression: 5%\n"))
+    steady = [0.0, 0.01, -0.01, 0.005, -0.005]
+
+    def note(new: dict[str, Any], old: dict[str, Any], floor: float | None = None) -> str:
+        result = evaluate(make_export(new), rules, make_export(old, run_id="base"),
+                          floors={"pi-4b-01": floor} if floor is not None else None)
+        (ev,) = result.evaluations
+        assert ev.verdict is Verdict.WARN
+        return ev.results[0].note or ""
+
+    # one process per side, +30% and beyond a tight floor: the cause is the single repeat, not the floor
+    single = note(make_cell(lat=samples(13.0, seed=2)), make_cell(lat=samples(10.0, seed=1)), floor=0.01)
+    assert single.startswith("inconclusive after 1 repeat: a single repeat cannot separate") and "floor" not in single
+    assert "--repeats N" in single and "--until-conclusive" in single
+    # five repeats a side, +20% with a tight CI, but this device's runs differ by up to ~50%: the floor
+    floored = note(make_cell(**_repeats(12.0, steady, 2)), make_cell(**_repeats(10.0, steady, 1)), floor=0.15)
+    assert re.fullmatch(r"inconclusive after 5 repeats: the 95% CI \[1\.1\d\d, 1\.2\d\d\] is above the limit but "
+                        r"within this device's run-to-run noise floor of 5\d\.\d%; .*", floored), floored
+    # repeats that disagree by +-20%: the CI is wider than the limit can split
+    wide = note(make_cell(**_repeats(11.0, [0.2, -0.2, 0.1], 3)), make_cell(**_repeats(10.0, [-0.1, 0.15, 0.0], 4)))
+    assert re.fullmatch(r"inconclusive after 3 repeats: the 95% CI \[0\.\d+, 1\.\d+\] straddles the limit x1\.050 \(\+5%\); "
+                        r"about \d+ more repeats would decide \(--repeats N or --baseline-models with "
+                        r"--until-conclusive\)", wide), wide
 
 
 def test_in_run_baseline_is_paired_and_not_gated_itself(tmp_path: Path) -> None:

@@ -76,6 +76,34 @@ def test_until_conclusive_adds_repeats_within_the_time(nets: dict[int, Path], tm
     assert wall < 150
 
 
+def test_until_conclusive_without_max_time_stops_at_max_repeats_and_says_so(nets: dict[int, Path],
+                                                                             tmp_path: Path) -> None:
+    from harness.results.comparison import Decision, compare
+
+    twin = tmp_path / "release" / "net24.tflite"
+    twin.parent.mkdir()
+    shutil.copy(nets[24], twin)
+    (tmp_path / "zero.yaml").write_text("budgets:\n  - max_regression: 0%\n")
+    store = tmp_path / "s.sqlite"
+    # identical files against a 0% limit: the true ratio sits on the limit, where more repeats rarely decide
+    result = run_cli("run", "--models", nets[24], "--baseline-models", twin, "--repeats", "1", "--until-conclusive",
+                     "--max-repeats", "4", "--budgets", tmp_path / "zero.yaml", "--store", store, *FAST)
+    assert result.code in (0, 1), result.out + result.err
+    cells = {c["model"]: c for c in _export(store)["results"]}
+    repeats = cells["net24"]["repeats"]
+    assert 2 <= repeats <= 4 and cells["net24@baseline"]["repeats"] == repeats  # one repeat never decides
+    change = compare(cells["net24"], cells["net24@baseline"], paired=True)
+    assert change is not None
+    decision = change.decide(0.0)
+    assert result.code == (1 if decision is Decision.EXCEEDS else 0), result.out + result.err
+    if decision is Decision.INCONCLUSIVE:  # the usual end: the loop stopped at the bound, and says so
+        assert repeats == 4
+        assert "until-conclusive: local/net24/tflite inconclusive after 4 repeats (--max-repeats 4)" in result.err
+        assert "gate WARN" in result.out and "(inconclusive after 4 repeats: the 95% CI [" in result.out
+    else:  # decided by chance before the bound: the loop stopped there
+        assert "inconclusive after" not in result.err + result.out
+
+
 def test_until_conclusive_needs_what_it_decides_with(nets: dict[int, Path], tmp_path: Path) -> None:
     no_baseline = run_cli("run", "--models", nets[24], "--until-conclusive", "--budgets", _budgets(tmp_path),
                           "--store", tmp_path / "s.sqlite", *FAST)
@@ -83,6 +111,9 @@ def test_until_conclusive_needs_what_it_decides_with(nets: dict[int, Path], tmp_
     bad_time = run_cli("run", "--models", nets[24], "--baseline-models", nets[24], "--until-conclusive",
                        "--max-time", "soon", "--budgets", _budgets(tmp_path), "--store", tmp_path / "s.sqlite", *FAST)
     assert bad_time.code == 2 and "--max-time must be a duration" in bad_time.err
+    no_repeats = run_cli("run", "--models", nets[24], "--baseline-models", nets[24], "--until-conclusive",
+                         "--max-repeats", "0", "--budgets", _budgets(tmp_path), "--store", tmp_path / "s.sqlite", *FAST)
+    assert no_repeats.code == 2 and "--max-repeats must be 1 or more" in no_repeats.err
 
 
 def test_noise_floor_learnt_from_history_is_shown_and_guards_the_gate(tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ from ..fleet.runner import measure_all
 from ..gate.budgets import load_budgets
 from ..results.record import Cell, DeviceRecord, Status
 from ..results.store import Store, store_path
-from .conclusive import check_can_decide, until_conclusive
+from .conclusive import MAX_REPEATS, check_can_decide, until_conclusive
 from .convert import convert_validated
 from .output import default_inventory, out, summary_table
 from .progress import progress_for
@@ -90,12 +90,13 @@ def cmd_run(suite_path: Path | None = None, *, models: list[Path] | None = None,
             resume: str | None = None, measure: Mapping[str, Any] | None = None, policy: RunPolicy = RunPolicy(),
             quiet: bool = False, gate_budgets: Path | None = None, stream: TextIO | None = None,
             baseline_models: list[Path] | None = None, until_decided: bool = False,
-            max_time_s: float | None = None) -> int:
+            max_time_s: float | None = None, max_repeats: int = MAX_REPEATS) -> int:
     """Benchmark every variant on every selected device; returns the exit code (run id printed).
 
     ``measure`` holds measurement settings by name (MeasureSettings), as given on the command line;
     ``baseline_models`` are measured side by side with the models (``MODEL@baseline`` cells);
-    ``until_decided`` adds repeats until every max_regression check is decided or ``max_time_s`` is spent.
+    ``until_decided`` adds repeats until every max_regression check is decided, a cell has ``max_repeats``
+    repeats a side, or ``max_time_s`` is spent.
     """
     started = time.monotonic()
     stream = out(stream)
@@ -103,7 +104,7 @@ def cmd_run(suite_path: Path | None = None, *, models: list[Path] | None = None,
     budgets = gate_budgets or plan.suite.budgets
     rules = load_budgets(budgets) if until_decided and budgets else []
     if until_decided:
-        check_can_decide(rules, plan.variants)
+        check_can_decide(rules, plan.variants, max_repeats)
     db = Store(store_path(store))
     if resume:  # the run's stored settings; its failed and missing cells are measured again
         run_id, done, plan.settings = resume_run(db, resume, plan.suite, measure or {})
@@ -137,7 +138,8 @@ def cmd_run(suite_path: Path | None = None, *, models: list[Path] | None = None,
         return ExitCode.INTERRUPTED
     progress.close()
     if until_decided:
-        until_conclusive(db, run_id, rules, plan.devices, plan.variants, plan.settings, policy, started, max_time_s)
+        until_conclusive(db, run_id, rules, plan.devices, plan.variants, plan.settings, policy, started, max_time_s,
+                         max_repeats)
     db.finish_run(run_id)
     remember_trend_shifts(db)
     return _finish(db, run_id, budgets, store, stream)

@@ -244,13 +244,22 @@ class Regression(Check):
                        more_repeats=change.repeats_needed(self.limit))
 
     def _inconclusive(self, change: Change) -> str:
-        if change.ci95 is not None and change.floor is not None and change.ci95[0] > 1 + self.limit / 100:
-            return (f"inconclusive: within this device's run-to-run noise floor of {change.floor * 100:.1f}%; "
-                    "measure side by side (--baseline-models) to decide")
-        if change.single:
-            return ("inconclusive: a single repeat cannot separate a regression from run-to-run noise; use "
-                    "--repeats 3 or more, or --baseline-models to measure side by side")
-        return f"inconclusive: about {change.repeats_needed(self.limit)} more repeats would decide"
+        """Why the change is undecided, naming the actual cause (one repeat, the noise floor, a wide CI)."""
+        n = change.pairs or min(change.repeats)
+        after = f"inconclusive after {n} repeat{'s' * (n != 1)}"
+        # only an in-run baseline can be measured again; a stored run's side is what it is
+        more = "--until-conclusive" if change.paired else "--baseline-models with --until-conclusive"
+        if change.single or change.ci95 is None:
+            return (f"{after}: a single repeat cannot separate a regression from run-to-run noise (it gives no "
+                    f"between-process CI); use --repeats N (3 or more) or {more}")
+        lo, hi = change.ci95
+        ci = f"the 95% CI [{lo:.3f}, {hi:.3f}]"
+        if change.floor is not None and lo > 1 + self.limit / 100:
+            return (f"{after}: {ci} is above the limit but within this device's run-to-run noise floor of "
+                    f"{change.floor * 100:.1f}%; measure side by side (--baseline-models) to decide")
+        limit = f"x{1 + self.limit / 100:.3f} (+{fmt_number(self.limit)}%)"
+        return (f"{after}: {ci} straddles the limit {limit}; about {change.repeats_needed(self.limit)} more repeats "
+                f"would decide (--repeats N or {more})")
 
 
 def make_check(metric: str, value: Any, where_: str) -> Check:

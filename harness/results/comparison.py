@@ -7,7 +7,8 @@ space (a ratio is what stays comparable across devices), as Kalibera & Jones rec
 multi-level experiment:
 
 - side by side (``paired``: candidate and baseline measured in one run, repeat i of each next to each other),
-  a t-interval on the per-pair log differences, so drift and neighbours that hit both cancel;
+  a t-interval on the per-pair log differences, so drift and neighbours that hit both cancel; pairs are
+  matched by repeat index, never by position, so a repeat missing on one side drops only its own pair;
 - against a stored run (unpaired), Welch's t-interval on the two sets of per-repeat log medians; a side with
   one repeat borrows the other side's variance, or the device's noise floor learnt from history
   (``results.noise``), and a comparison resting on one repeat never FAILs;
@@ -27,7 +28,7 @@ from enum import Enum
 
 import numpy as np
 from .record import Cell, Status, p50
-from .stats import Z95, log_medians, log_interval as _interval, t95 as _t
+from .stats import Z95, log_interval as _interval, log_median, t95 as _t
 
 MIN_CHANGE_PCT = 2.0  # a change smaller than this is not worth marking in a report, however certain
 
@@ -50,6 +51,7 @@ class Change:
     repeats: tuple[int, int]  # (new, old) processes behind each side
     paired: bool  # measured side by side in one run
     floor: float | None = None  # the device's run-to-run noise floor (ratio - 1), historical comparisons
+    pairs: int = 0  # repeats present on both sides that the paired interval used; 0 when not paired
 
     @property
     def pct(self) -> float:
@@ -89,7 +91,7 @@ class Change:
         lo, hi = (math.log(v) for v in self.ci95)
         half = (hi - lo) / 2
         distance = abs(math.log(self.ratio) - math.log(1 + limit_pct / 100))
-        n = min(self.repeats)
+        n = self.pairs or min(self.repeats)
         if distance < 1e-9:
             return 64  # sitting on the limit: no affordable number of repeats decides it
         # the half-width shrinks like 1/sqrt(n); the t quantile also shrinks, which this ignores (conservative)
@@ -98,7 +100,7 @@ class Change:
 
     def describe(self) -> str:
         ci = f" [{self.ci95[0]:.3f}, {self.ci95[1]:.3f}]" if self.ci95 else ""
-        how = "paired" if self.paired else "unpaired"
+        how = f"{self.pairs} paired" if self.pairs else "paired" if self.paired else "unpaired"
         return f"x{self.ratio:.3f}{ci} ({self.repeats[0]} vs {self.repeats[1]} repeats, {how})"
 
 
@@ -108,7 +110,8 @@ def comparable(cell: Cell) -> bool:
 
 
 def repeat_samples(cell: Cell) -> list[list[float]]:
-    """The cell's samples split by process; one group when the cell does not say (older stores)."""
+    """The cell's samples split by process, in repeat order (a process without samples keeps its place as an
+    empty group); one group when the cell does not say (older stores)."""
     latency = cell.get("latency_ms")
     samples = (latency.get("samples") if latency else None) or []
     sizes = cell.get("repeat_sizes")
@@ -118,16 +121,16 @@ def repeat_samples(cell: Cell) -> list[list[float]]:
     for size in sizes:
         out.append(samples[start:start + size])
         start += size
-    return [group for group in out if group]
+    return out
 
 
-def repeat_log_medians(cell: Cell) -> list[float]:
-    """log p50 of each repeat; a tool that keeps no samples gives its one p50."""
+def repeat_log_medians(cell: Cell) -> dict[int, float]:
+    """log p50 of each repeat that has one, by repeat index; a tool that keeps no samples gives its one p50."""
     groups = repeat_samples(cell)
-    if groups:
-        return log_medians(groups)
+    if any(groups):
+        return {i: m for i, m in enumerate(map(log_median, groups)) if m is not None}
     median = p50(cell)
-    return [math.log(median)] if median else []
+    return {0: math.log(median)} if median else {}
 
 
 def compare(new: Cell, old: Cell, *, paired: bool = False, floor_sigma: float | None = None) -> Change | None:
@@ -142,13 +145,15 @@ def compare(new: Cell, old: Cell, *, paired: bool = False, floor_sigma: float | 
     if not a or not b:
         return None
     floor = math.exp(Z95 * math.sqrt(2) * floor_sigma) - 1 if floor_sigma is not None and not paired else None
-    if paired and min(len(a), len(b)) >= 2:
-        n = min(len(a), len(b))
-        d = np.subtract(a[:n], b[:n])
-        est = float(d.mean())
-        return Change(math.exp(est), _interval(est, float(d.std(ddof=1)) / math.sqrt(n), _t(n - 1)), (n, n), True)
-    est = float(np.mean(a) - np.mean(b))
-    return Change(math.exp(est), _unpaired_ci(a, b, est, floor_sigma), (len(a), len(b)), paired, floor)
+    both = sorted(a.keys() & b.keys())  # round i of one side beside round i of the other, not the i-th survivor
+    if paired and len(both) >= 2:
+        d = np.array([a[i] - b[i] for i in both])
+        est, n = float(d.mean()), len(both)
+        return Change(math.exp(est), _interval(est, float(d.std(ddof=1)) / math.sqrt(n), _t(n - 1)),
+                      (len(a), len(b)), True, pairs=n)
+    new_logs, old_logs = list(a.values()), list(b.values())
+    est = float(np.mean(new_logs) - np.mean(old_logs))
+    return Change(math.exp(est), _unpaired_ci(new_logs, old_logs, est, floor_sigma), (len(a), len(b)), paired, floor)
 
 
 def _unpaired_ci(a: Sequence[float], b: Sequence[float], est: float,

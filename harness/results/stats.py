@@ -61,8 +61,14 @@ def log_interval(estimate: float, se: float, crit: float) -> tuple[float, float]
     return (math.exp(estimate - crit * se), math.exp(estimate + crit * se))
 
 
+def log_median(group: Sequence[float]) -> float | None:
+    """log of the group's median; None when the group has no sample or no positive median."""
+    median = float(np.median(group)) if len(group) else 0.0
+    return math.log(median) if median > 0 else None
+
+
 def log_medians(groups: Sequence[Sequence[float]]) -> list[float]:
-    return [math.log(m) for m in (float(np.median(g)) for g in groups if len(g)) if m > 0]
+    return [m for m in map(log_median, groups) if m is not None]
 
 
 def between_repeats_ci95(groups: Sequence[Sequence[float]]) -> tuple[float, float] | None:
