@@ -212,11 +212,13 @@ def test_a_postgres_store_from_the_future_or_garbled_is_refused(postgres: Postgr
         assert _raw(url, "SELECT value FROM meta") == [(version,)]
 
 
-def test_a_postgres_role_without_the_right_to_create_tables_is_told_so(postgres: PostgresServer) -> None:
+def test_a_postgres_role_without_the_right_to_create_tables_is_told_so(postgres: PostgresServer,
+                                                                       tmp_path: Path) -> None:
     url = _new_database(postgres)
     _raw(url, "CREATE ROLE guest LOGIN")
     guest = url.replace("edgebench@", "guest@")
-    result = run_cli("export", "--store", guest)
+    Store(tmp_path / "laptop.sqlite").close()
+    result = run_cli("store", "copy", tmp_path / "laptop.sqlite", guest)  # a command that creates its store
     assert result.code == 2 and f"{guest}: PostgreSQL store: permission denied for schema public" in result.err
 
 
@@ -293,18 +295,26 @@ def test_store_copy_fills_in_what_the_destination_lacks_and_overwrites_nothing(s
     for cell in _cells(4):
         src.put_cell(run_id, cell)
     dst = Store(store_url)
-    assert src.copy_into(dst) == (1, 4)
+    assert src.copy_into(dst) == (1, 4, {})
     src.put_cell(run_id, synthetic_cell("pi-01", "mobilenet", "v9", [1.0]))  # measured later (a resume)
     changed = synthetic_cell("pi-01", "mobilenet", "v0", [50.0])
     dst.put_cell(run_id, changed)  # the destination's own newer result
-    assert src.copy_into(dst) == (0, 1)
+    assert src.copy_into(dst) == (0, 1, {})
     assert {c["variant"]: p50(c) for c in dst.cells(run_id)}["v0"] == 50.0
 
 
-def test_a_store_that_is_only_read_is_never_created(store_url: str, tmp_path: Path) -> None:
-    result = run_cli("store", "copy", store_url, tmp_path / "dst.sqlite")
+@pytest.mark.parametrize("command", ["store copy", "report", "export", "gate"])
+def test_a_store_that_is_only_read_is_never_created(store_url: str, tmp_path: Path, command: str) -> None:
+    """A typo'd store path is an error naming it, not a new empty store that has no runs."""
+    budgets = tmp_path / "budgets.yaml"
+    budgets.write_text("budgets:\n  - model: m\n    p90_ms: 1\n")
+    argv = {"store copy": ["store", "copy", store_url, tmp_path / "dst.sqlite"],
+            "report": ["report", "--store", store_url, "-o", tmp_path / "r.html"],
+            "export": ["export", "--store", store_url],
+            "gate": ["gate", "--budgets", budgets, "--store", store_url]}[command]
+    result = run_cli(*argv)
     assert result.code == 2 and f"{store_url}: no edgebench results store" in result.err
-    assert not (tmp_path / "dst.sqlite").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["budgets.yaml"]
     if "://" in store_url:
         assert _raw(store_url, "SELECT tablename FROM pg_tables WHERE schemaname='public'") == []
     else:
