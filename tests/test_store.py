@@ -303,6 +303,32 @@ def test_store_copy_fills_in_what_the_destination_lacks_and_overwrites_nothing(s
     assert {c["variant"]: p50(c) for c in dst.cells(run_id)}["v0"] == 50.0
 
 
+def test_store_copy_keeps_two_runs_that_share_an_id_apart(store_url: str, tmp_path: Path) -> None:
+    """Two laptops' stores can each hold a run with the same id: the copy is a new run, not a merge of the two."""
+    team = Store(store_url)
+    run_id = team.create_run("mine", {"settings": {"runs": 3}})
+    team.put_cell(run_id, synthetic_cell("pi-01", "mobilenet", "v0", [5.0]))
+    laptop = tmp_path / "laptop.sqlite"
+    other = Store(laptop)
+    theirs = other.create_run("theirs", {"settings": {"runs": 9}})
+    for cell in _cells(2):
+        other.put_cell(theirs, cell)
+    other.close()
+    _raw(str(laptop), f"UPDATE runs SET id='{run_id}'")  # the same id, drawn by another controller
+    _raw(str(laptop), f"UPDATE cells SET run_id='{run_id}'")
+
+    first = run_cli("store", "copy", laptop, store_url)
+    (renamed,) = [str(r["id"]) for r in team.runs() if r["id"] != run_id]
+    assert first.code == 0 and f"run {run_id}: {store_url} has another run with that id: this one is {renamed} " \
+        "there" in first.out and "copied 1 run(s), 2 cell(s)" in first.out, first.err + first.out
+    assert [p50(c) for c in team.cells(run_id)] == [5.0]  # the destination's own run is untouched
+    assert team.export_run(renamed)["results"] == Store(laptop).export_run(run_id)["results"]
+    assert team.export_run(renamed)["run"]["label"] == "theirs"
+    again = run_cli("store", "copy", laptop, store_url)
+    assert "copied 0 run(s), 0 cell(s)" in again.out and f"this one is {renamed} there" in again.out
+    assert len(team.runs()) == 2
+
+
 @pytest.mark.parametrize("command", ["store copy", "report", "export", "gate"])
 def test_a_store_that_is_only_read_is_never_created(store_url: str, tmp_path: Path, command: str) -> None:
     """A typo'd store path is an error naming it, not a new empty store that has no runs."""
@@ -317,8 +343,6 @@ def test_a_store_that_is_only_read_is_never_created(store_url: str, tmp_path: Pa
     assert sorted(p.name for p in tmp_path.iterdir()) == ["budgets.yaml"]
     if "://" in store_url:
         assert _raw(store_url, "SELECT tablename FROM pg_tables WHERE schemaname='public'") == []
-    else:
-        assert not Path(store_url).exists()
 
 
 # -- several processes at once ------------------------------------------------------------------------------------
