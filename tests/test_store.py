@@ -255,6 +255,32 @@ def test_a_url_is_recognised_before_any_path_handling(tmp_path: Path, monkeypatc
     assert list(tmp_path.iterdir()) == []  # no file named after a URL
 
 
+def test_a_store_password_is_never_printed_or_stored(postgres: PostgresServer, tmp_path: Path) -> None:
+    """In the URL's userinfo or as ?password= (percent-encoded too), on a refused connection, a URL libpq cannot
+    parse (its error quotes the URL), an unknown scheme, and in a store that works (the test server trusts)."""
+    failing = ["postgresql://u:hunter2a@127.0.0.1:1/db", "postgresql://u@127.0.0.1:1/db?password=hunter2b",
+               "postgresql://u@127.0.0.1:1/db?sslmode=disable&pass%77ord=hunter2c",
+               "postgresql://u:hunter2d x@127.0.0.1:1/db", "postgresql://u:hunter2e@[::1/db",
+               "mysql://u:hunter2f@h/db?password=hunter2g"]
+    for url in failing:
+        result = run_cli("export", "--store", url)
+        assert result.code == 2 and "***" in result.err and "Traceback" not in result.err, result.err
+        assert "hunter2" not in result.err + result.out, result.err
+    laptop = tmp_path / "laptop.sqlite"
+    with Store(laptop) as store:
+        run_id = store.create_run("r", {})
+        store.put_cell(run_id, synthetic_cell("pi-01", "mobilenet", "v0", [5.0]))
+    url = _new_database(postgres)
+    with_password = url.replace("edgebench@", "edgebench:hunter2h@")
+    outputs = [run_cli("store", "copy", laptop, with_password), run_cli("export", "--store", f"{url}?password=hunter2i"),
+               run_cli("report", "--store", with_password, "-o", tmp_path / "r.html"),
+               run_cli("store", "copy", f"{url}?password=hunter2j", tmp_path / "back.sqlite")]
+    assert all(r.code == 0 for r in outputs) and "edgebench:***@" in outputs[0].out
+    assert "hunter2" not in "".join(r.out + r.err for r in outputs)
+    assert "hunter2" not in str([_raw(url, f"SELECT * FROM {table}") for table in ("meta", "runs", "devices", "cells")])
+    assert "hunter2" not in (tmp_path / "r.html").read_text() + (tmp_path / "index.html").read_text()
+
+
 def test_without_psycopg_a_postgres_store_says_what_to_install(tmp_path: Path) -> None:
     script = ("import sys; sys.modules['psycopg'] = None\n"  # import psycopg now raises ImportError
               "from harness.cli import main; sys.exit(main(['export', '--store', 'postgresql://u@127.0.0.1:1/db']))")
