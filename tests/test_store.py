@@ -355,6 +355,46 @@ def test_store_copy_keeps_two_runs_that_share_an_id_apart(store_url: str, tmp_pa
     assert len(team.runs()) == 2
 
 
+def _laptop(path: Path, cells: int) -> Store:
+    """A store with one run of ``cells`` cells of 500 samples each."""
+    store = Store(path)
+    run_id = store.create_run("laptop", {})
+    for n in range(cells):
+        store.put_cell(run_id, synthetic_cell("pi-01", "mobilenet", f"v{n}", [1.0 + n] * 500))
+    return store
+
+
+def test_a_full_sqlite_store_says_it_is_full_and_stays_usable(tmp_path: Path) -> None:
+    """Before: SQLite rolls a transaction back itself when the disk is full, so edgebench's own ROLLBACK failed and
+    'cannot rollback - no transaction is active' was reported instead."""
+    src, dst = _laptop(tmp_path / "src.sqlite", 50), Store(tmp_path / "dst.sqlite")
+    pages = dst.db.query("PRAGMA page_count")[0][0]
+    dst.db.execute(f"PRAGMA max_page_count={pages}")  # the disk is full: not one more page
+    with pytest.raises(EdgebenchError, match="not a usable edgebench results store: database or disk is full"):
+        src.copy_into(dst)
+    assert dst.runs() == [] and not dst.db.conn.in_transaction  # nothing half-copied
+    dst.db.execute("PRAGMA max_page_count=1000000")  # space freed
+    assert src.copy_into(dst) == (1, 50, {})
+
+
+def test_a_failed_commit_is_rolled_back_and_the_store_stays_usable(tmp_path: Path) -> None:
+    """Before: a COMMIT that failed (here: another process reading a store in rollback-journal mode past the busy
+    timeout) left the transaction open, and the next one failed with 'cannot start a transaction within a
+    transaction'."""
+    src, dst = _laptop(tmp_path / "src.sqlite", 3), Store(tmp_path / "dst.sqlite")
+    dst.db.execute("PRAGMA journal_mode=DELETE")  # a reader blocks a commit (WAL would let both go on)
+    dst.db.execute("PRAGMA busy_timeout=100")
+    reader = sqlite3.connect(tmp_path / "dst.sqlite", isolation_level=None)
+    reader.execute("BEGIN")
+    reader.execute("SELECT COUNT(*) FROM runs").fetchall()  # holds its shared lock until the transaction ends
+    with pytest.raises(EdgebenchError, match="database is locked"):
+        src.copy_into(dst)
+    reader.execute("COMMIT")
+    reader.close()
+    assert not dst.db.conn.in_transaction and dst.runs() == []
+    assert src.copy_into(dst) == (1, 3, {})
+
+
 @pytest.mark.parametrize("command", ["store copy", "report", "export", "gate"])
 def test_a_store_that_is_only_read_is_never_created(store_url: str, tmp_path: Path, command: str) -> None:
     """A typo'd store path is an error naming it, not a new empty store that has no runs."""
