@@ -233,12 +233,52 @@ def test_another_applications_database_is_refused_and_left_alone(store_url: str)
     assert _raw(store_url, tables) == [("contacts",)]
 
 
-def test_a_file_that_is_not_a_database_is_a_clear_error(tmp_path: Path) -> None:
+def _corrupt(path: Path) -> None:
+    """A store whose schema page is overwritten: SQLite's own header intact, the rest garbage."""
+    _write_v1(path)
+    data = bytearray(path.read_bytes())
+    data[100:4096] = b"\xa5" * 3996
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize(("make", "words"), [
+    (lambda path: path.write_text("shopping list\n" * 100), "file is not a database"),
+    (_corrupt, "database disk image is malformed")])
+def test_a_file_that_is_not_a_database_is_a_clear_error(tmp_path: Path, make: Any, words: str) -> None:
     path = tmp_path / "notes.sqlite"
-    path.write_text("shopping list\n" * 100)
+    make(path)
+    before = _sha(path)
     result = run_cli("export", "--store", path)
-    assert result.code == 2 and str(path) in result.err and "not a usable edgebench results store" in result.err
-    assert path.read_text() == "shopping list\n" * 100
+    assert result.code == 2 and f"{path}: not a usable edgebench results store: {words}" in result.err, result.err
+    assert _sha(path) == before
+
+
+def test_a_locked_sqlite_store_is_the_users_error(tmp_path: Path) -> None:
+    store = Store(tmp_path / "results.sqlite")
+    store.db.execute("PRAGMA busy_timeout=100")
+    other = sqlite3.connect(tmp_path / "results.sqlite", isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")  # another process writing for longer than the busy timeout
+    with pytest.raises(EdgebenchError, match="not a usable edgebench results store: database is locked"):
+        store.create_run("r", {})
+    other.execute("ROLLBACK")
+    other.close()
+
+
+def test_a_mistake_in_edgebenchs_own_sql_stays_a_bug(store_url: str) -> None:
+    """A syntax error or a missing table in our SQL is not the user's unusable store: it keeps its traceback
+    (the CLI's internal-error exit), on both databases, in a transaction too, and the store stays usable."""
+    store = Store(store_url)
+    for sql in ("SELEC 1", "INSERT INTO no_such_table VALUES (1)"):
+        with pytest.raises(Exception) as raised:
+            store.db.query(sql)
+        assert not isinstance(raised.value, EdgebenchError) and ("syntax" in str(raised.value)
+                                                                 or "no_such_table" in str(raised.value))
+        with pytest.raises(Exception) as raised:
+            with store.db.transaction():
+                store.create_run("lost", {})
+                store.db.execute(sql)
+        assert not isinstance(raised.value, EdgebenchError)
+    assert store.runs() == [] and store.resolve(store.create_run("kept", {})) == store.resolve("kept")
 
 
 def test_a_url_is_recognised_before_any_path_handling(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
