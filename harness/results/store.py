@@ -28,7 +28,7 @@ import os
 import platform
 import re
 import secrets
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -175,7 +175,7 @@ class Store:
         payload = json.dumps({"schema_version": RECORD_VERSION, **data, "controller": _controller()})
         return self._insert_run(_fresh_ids(), (label, now_iso(), None, payload))
 
-    def _insert_run(self, ids: Iterable[str], row: tuple[Any, ...]) -> str:
+    def _insert_run(self, ids: Iterable[str], row: Sequence[Any]) -> str:
         """The run (label, started_at, finished_at, data) under the first of ``ids`` no run has yet."""
         for run_id in ids:
             if self.db.execute(f"INSERT INTO runs ({RUN_COLUMNS}) VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
@@ -298,13 +298,14 @@ class Store:
                                             [(there, *r[1:]) for r in rows])
         return runs, cells, renamed
 
-    def _match(self, run_id: str, row: list[Any]) -> tuple[str | None, bool]:
+    def _match(self, run_id: str, row: Sequence[Any]) -> tuple[str | None, bool]:
         """The id of the run here that is ``row`` (label, started_at, finished_at, data) from another store, and
-        whether ``run_id`` is taken here. The same run has the same label, start and header (settings, host,
-        controller, ...: written once, as it starts); its finish and cells may differ (resumed since)."""
-        found = self.db.query("SELECT id, label, started_at, data FROM runs WHERE id=? OR started_at=?",
-                              (run_id, row[1]))
-        same = sorted((r[0] for r in found if (r[1], r[2], json.loads(r[3])) == (row[0], row[1], json.loads(row[3]))),
+        whether ``run_id`` is taken here. The same run has the same label, start and header (data: settings, host,
+        controller, ...; written once, as the run starts, and copied verbatim); its finish and cells may differ
+        (resumed since)."""
+        found = self.db.query("SELECT id, label, started_at, data FROM runs WHERE id=? OR (started_at=? AND data=?)",
+                              (run_id, row[1], row[3]))
+        same = sorted((r[0] for r in found if (r[1], r[2], r[3]) == (row[0], row[1], row[3])),
                       key=lambda other: other != run_id)
         return (same[0] if same else None), any(r[0] == run_id for r in found)
 

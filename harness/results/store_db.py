@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import re
 import sqlite3
-import urllib.parse
 import threading
 import time
+import urllib.parse
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
