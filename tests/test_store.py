@@ -312,7 +312,8 @@ def test_a_store_password_is_never_printed_or_stored(postgres: PostgresServer, t
         store.put_cell(run_id, synthetic_cell("pi-01", "mobilenet", "v0", [5.0]))
     url = _new_database(postgres)
     with_password = url.replace("edgebench@", "edgebench:hunter2h@")
-    outputs = [run_cli("store", "copy", laptop, with_password), run_cli("export", "--store", f"{url}?password=hunter2i"),
+    outputs = [run_cli("store", "copy", laptop, with_password),
+               run_cli("export", "--store", f"{url}?password=hunter2i"),
                run_cli("report", "--store", with_password, "-o", tmp_path / "r.html"),
                run_cli("store", "copy", f"{url}?password=hunter2j", tmp_path / "back.sqlite")]
     assert all(r.code == 0 for r in outputs) and "edgebench:***@" in outputs[0].out
