@@ -213,11 +213,13 @@ def test_a_postgres_store_from_the_future_or_garbled_is_refused(postgres: Postgr
         assert _raw(url, "SELECT value FROM meta") == [(version,)]
 
 
-def test_a_postgres_role_without_the_right_to_create_tables_is_told_so(postgres: PostgresServer) -> None:
+def test_a_postgres_role_without_the_right_to_create_tables_is_told_so(postgres: PostgresServer,
+                                                                       tmp_path: Path) -> None:
     url = _new_database(postgres)
     _raw(url, "CREATE ROLE guest LOGIN")
     guest = url.replace("edgebench@", "guest@")
-    result = run_cli("export", "--store", guest)
+    Store(tmp_path / "laptop.sqlite").close()
+    result = run_cli("store", "copy", tmp_path / "laptop.sqlite", guest)  # a command that creates its store
     assert result.code == 2 and f"{guest}: PostgreSQL store: permission denied for schema public" in result.err
 
 
@@ -232,12 +234,52 @@ def test_another_applications_database_is_refused_and_left_alone(store_url: str)
     assert _raw(store_url, tables) == [("contacts",)]
 
 
-def test_a_file_that_is_not_a_database_is_a_clear_error(tmp_path: Path) -> None:
+def _corrupt(path: Path) -> None:
+    """A store whose schema page is overwritten: SQLite's own header intact, the rest garbage."""
+    _write_v1(path)
+    data = bytearray(path.read_bytes())
+    data[100:4096] = b"\xa5" * 3996
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize(("make", "words"), [
+    (lambda path: path.write_text("shopping list\n" * 100), "file is not a database"),
+    (_corrupt, "database disk image is malformed")])
+def test_a_file_that_is_not_a_database_is_a_clear_error(tmp_path: Path, make: Any, words: str) -> None:
     path = tmp_path / "notes.sqlite"
-    path.write_text("shopping list\n" * 100)
+    make(path)
+    before = _sha(path)
     result = run_cli("export", "--store", path)
-    assert result.code == 2 and str(path) in result.err and "not a usable edgebench results store" in result.err
-    assert path.read_text() == "shopping list\n" * 100
+    assert result.code == 2 and f"{path}: not a usable edgebench results store: {words}" in result.err, result.err
+    assert _sha(path) == before
+
+
+def test_a_locked_sqlite_store_is_the_users_error(tmp_path: Path) -> None:
+    store = Store(tmp_path / "results.sqlite")
+    store.db.execute("PRAGMA busy_timeout=100")
+    other = sqlite3.connect(tmp_path / "results.sqlite", isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")  # another process writing for longer than the busy timeout
+    with pytest.raises(EdgebenchError, match="not a usable edgebench results store: database is locked"):
+        store.create_run("r", {})
+    other.execute("ROLLBACK")
+    other.close()
+
+
+def test_a_mistake_in_edgebenchs_own_sql_stays_a_bug(store_url: str) -> None:
+    """A syntax error or a missing table in our SQL is not the user's unusable store: it keeps its traceback
+    (the CLI's internal-error exit), on both databases, in a transaction too, and the store stays usable."""
+    store = Store(store_url)
+    for sql in ("SELEC 1", "INSERT INTO no_such_table VALUES (1)"):
+        with pytest.raises(Exception) as raised:
+            store.db.query(sql)
+        assert not isinstance(raised.value, EdgebenchError) and ("syntax" in str(raised.value)
+                                                                 or "no_such_table" in str(raised.value))
+        with pytest.raises(Exception) as raised:
+            with store.db.transaction():
+                store.create_run("lost", {})
+                store.db.execute(sql)
+        assert not isinstance(raised.value, EdgebenchError)
+    assert store.runs() == [] and store.resolve(store.create_run("kept", {})) == store.resolve("kept")
 
 
 def test_a_url_is_recognised_before_any_path_handling(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -252,6 +294,33 @@ def test_a_url_is_recognised_before_any_path_handling(tmp_path: Path, monkeypatc
     result = run_cli("export", "--store", "mysql://u@h/db")
     assert result.code == 2 and "unknown store URL scheme 'mysql'" in result.err
     assert list(tmp_path.iterdir()) == []  # no file named after a URL
+
+
+def test_a_store_password_is_never_printed_or_stored(postgres: PostgresServer, tmp_path: Path) -> None:
+    """In the URL's userinfo or as ?password= (percent-encoded too), on a refused connection, a URL libpq cannot
+    parse (its error quotes the URL), an unknown scheme, and in a store that works (the test server trusts)."""
+    failing = ["postgresql://u:hunter2a@127.0.0.1:1/db", "postgresql://u@127.0.0.1:1/db?password=hunter2b",
+               "postgresql://u@127.0.0.1:1/db?sslmode=disable&pass%77ord=hunter2c",
+               "postgresql://u:hunter2d x@127.0.0.1:1/db", "postgresql://u:hunter2e@[::1/db",
+               "mysql://u:hunter2f@h/db?password=hunter2g"]
+    for url in failing:
+        result = run_cli("export", "--store", url)
+        assert result.code == 2 and "***" in result.err and "Traceback" not in result.err, result.err
+        assert "hunter2" not in result.err + result.out, result.err
+    laptop = tmp_path / "laptop.sqlite"
+    with Store(laptop) as store:
+        run_id = store.create_run("r", {})
+        store.put_cell(run_id, synthetic_cell("pi-01", "mobilenet", "v0", [5.0]))
+    url = _new_database(postgres)
+    with_password = url.replace("edgebench@", "edgebench:hunter2h@")
+    outputs = [run_cli("store", "copy", laptop, with_password),
+               run_cli("export", "--store", f"{url}?password=hunter2i"),
+               run_cli("report", "--store", with_password, "-o", tmp_path / "r.html"),
+               run_cli("store", "copy", f"{url}?password=hunter2j", tmp_path / "back.sqlite")]
+    assert all(r.code == 0 for r in outputs) and "edgebench:***@" in outputs[0].out
+    assert "hunter2" not in "".join(r.out + r.err for r in outputs)
+    assert "hunter2" not in str([_raw(url, f"SELECT * FROM {table}") for table in ("meta", "runs", "devices", "cells")])
+    assert "hunter2" not in (tmp_path / "r.html").read_text() + (tmp_path / "index.html").read_text()
 
 
 def test_without_psycopg_a_postgres_store_says_what_to_install(tmp_path: Path) -> None:
@@ -294,22 +363,94 @@ def test_store_copy_fills_in_what_the_destination_lacks_and_overwrites_nothing(s
     for cell in _cells(4):
         src.put_cell(run_id, cell)
     dst = Store(store_url)
-    assert src.copy_into(dst) == (1, 4)
+    assert src.copy_into(dst) == (1, 4, {})
     src.put_cell(run_id, synthetic_cell("pi-01", "mobilenet", "v9", [1.0]))  # measured later (a resume)
     changed = synthetic_cell("pi-01", "mobilenet", "v0", [50.0])
     dst.put_cell(run_id, changed)  # the destination's own newer result
-    assert src.copy_into(dst) == (0, 1)
+    assert src.copy_into(dst) == (0, 1, {})
     assert {c["variant"]: p50(c) for c in dst.cells(run_id)}["v0"] == 50.0
 
 
-def test_a_store_that_is_only_read_is_never_created(store_url: str, tmp_path: Path) -> None:
-    result = run_cli("store", "copy", store_url, tmp_path / "dst.sqlite")
+def test_store_copy_keeps_two_runs_that_share_an_id_apart(store_url: str, tmp_path: Path) -> None:
+    """Two laptops' stores can each hold a run with the same id: the copy is a new run, not a merge of the two."""
+    team = Store(store_url)
+    run_id = team.create_run("mine", {"settings": {"runs": 3}})
+    team.put_cell(run_id, synthetic_cell("pi-01", "mobilenet", "v0", [5.0]))
+    laptop = tmp_path / "laptop.sqlite"
+    other = Store(laptop)
+    theirs = other.create_run("theirs", {"settings": {"runs": 9}})
+    for cell in _cells(2):
+        other.put_cell(theirs, cell)
+    other.close()
+    _raw(str(laptop), f"UPDATE runs SET id='{run_id}'")  # the same id, drawn by another controller
+    _raw(str(laptop), f"UPDATE cells SET run_id='{run_id}'")
+
+    first = run_cli("store", "copy", laptop, store_url)
+    (renamed,) = [str(r["id"]) for r in team.runs() if r["id"] != run_id]
+    assert first.code == 0 and f"run {run_id}: {store_url} has another run with that id: this one is {renamed} " \
+        "there" in first.out and "copied 1 run(s), 2 cell(s)" in first.out, first.err + first.out
+    assert [p50(c) for c in team.cells(run_id)] == [5.0]  # the destination's own run is untouched
+    assert team.export_run(renamed)["results"] == Store(laptop).export_run(run_id)["results"]
+    assert team.export_run(renamed)["run"]["label"] == "theirs"
+    again = run_cli("store", "copy", laptop, store_url)
+    assert "copied 0 run(s), 0 cell(s)" in again.out and f"this one is {renamed} there" in again.out
+    assert len(team.runs()) == 2
+
+
+def _laptop(path: Path, cells: int) -> Store:
+    """A store with one run of ``cells`` cells of 500 samples each."""
+    store = Store(path)
+    run_id = store.create_run("laptop", {})
+    for n in range(cells):
+        store.put_cell(run_id, synthetic_cell("pi-01", "mobilenet", f"v{n}", [1.0 + n] * 500))
+    return store
+
+
+def test_a_full_sqlite_store_says_it_is_full_and_stays_usable(tmp_path: Path) -> None:
+    """Before: SQLite rolls a transaction back itself when the disk is full, so edgebench's own ROLLBACK failed and
+    'cannot rollback - no transaction is active' was reported instead."""
+    src, dst = _laptop(tmp_path / "src.sqlite", 50), Store(tmp_path / "dst.sqlite")
+    pages = dst.db.query("PRAGMA page_count")[0][0]
+    dst.db.execute(f"PRAGMA max_page_count={pages}")  # the disk is full: not one more page
+    with pytest.raises(EdgebenchError, match="not a usable edgebench results store: database or disk is full"):
+        src.copy_into(dst)
+    assert dst.runs() == [] and not dst.db.conn.in_transaction  # nothing half-copied
+    dst.db.execute("PRAGMA max_page_count=1000000")  # space freed
+    assert src.copy_into(dst) == (1, 50, {})
+
+
+def test_a_failed_commit_is_rolled_back_and_the_store_stays_usable(tmp_path: Path) -> None:
+    """Before: a COMMIT that failed (here: another process reading a store in rollback-journal mode past the busy
+    timeout) left the transaction open, and the next one failed with 'cannot start a transaction within a
+    transaction'."""
+    src, dst = _laptop(tmp_path / "src.sqlite", 3), Store(tmp_path / "dst.sqlite")
+    dst.db.execute("PRAGMA journal_mode=DELETE")  # a reader blocks a commit (WAL would let both go on)
+    dst.db.execute("PRAGMA busy_timeout=100")
+    reader = sqlite3.connect(tmp_path / "dst.sqlite", isolation_level=None)
+    reader.execute("BEGIN")
+    reader.execute("SELECT COUNT(*) FROM runs").fetchall()  # holds its shared lock until the transaction ends
+    with pytest.raises(EdgebenchError, match="database is locked"):
+        src.copy_into(dst)
+    reader.execute("COMMIT")
+    reader.close()
+    assert not dst.db.conn.in_transaction and dst.runs() == []
+    assert src.copy_into(dst) == (1, 3, {})
+
+
+@pytest.mark.parametrize("command", ["store copy", "report", "export", "gate"])
+def test_a_store_that_is_only_read_is_never_created(store_url: str, tmp_path: Path, command: str) -> None:
+    """A typo'd store path is an error naming it, not a new empty store that has no runs."""
+    budgets = tmp_path / "budgets.yaml"
+    budgets.write_text("budgets:\n  - model: m\n    p90_ms: 1\n")
+    argv = {"store copy": ["store", "copy", store_url, tmp_path / "dst.sqlite"],
+            "report": ["report", "--store", store_url, "-o", tmp_path / "r.html"],
+            "export": ["export", "--store", store_url],
+            "gate": ["gate", "--budgets", budgets, "--store", store_url]}[command]
+    result = run_cli(*argv)
     assert result.code == 2 and f"{store_url}: no edgebench results store" in result.err
-    assert not (tmp_path / "dst.sqlite").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["budgets.yaml"]
     if "://" in store_url:
         assert _raw(store_url, "SELECT tablename FROM pg_tables WHERE schemaname='public'") == []
-    else:
-        assert not Path(store_url).exists()
 
 
 # -- several processes at once ------------------------------------------------------------------------------------

@@ -24,18 +24,19 @@ EXPORT_FORMATS = ("json", "pytest-benchmark")
 
 def cmd_report(*, run: str | None = None, baseline: str | None = None, out_path: Path | None = None,
                store: str | Path | None = None, stream: TextIO | None = None) -> int:
-    db = Store(store_path(store))
-    run_id = db.resolve(run)
-    export = db.export_run(run_id)
-    base = db.export_run(db.resolve(baseline)) if baseline else None
-    path = render_report(export, out_path or Path("reports") / f"{run_id}.html", baseline=base,
-                         floors=floors_from_history(db, run_id))
-    print(f"report: {path}", file=out(stream))
-    index = path.parent / "index.html"
-    if index.exists() and not written_by_edgebench(index):  # -o into a directory of other pages
-        print(f"index not written: {index} exists and edgebench did not write it", file=sys.stderr)
-    elif index != path:
-        render_index(db.history(recent=TREND_RUNS), index, shifts_of=partial(cached_change_points, cache=db))
+    with Store(store_path(store), create=False) as db:
+        run_id = db.resolve(run)
+        export = db.export_run(run_id)
+        base = db.export_run(db.resolve(baseline)) if baseline else None
+        path = render_report(export, out_path or Path("reports") / f"{run_id}.html", baseline=base,
+                             floors=floors_from_history(db, run_id))
+        print(f"report: {path}", file=out(stream))
+        index = path.parent / "index.html"
+        if index.exists() and not written_by_edgebench(index):  # -o into a directory of other pages
+            print(f"index not written: {index} exists and edgebench did not write it", file=sys.stderr)
+        elif index != path:
+            render_index(db.history(recent=TREND_RUNS), index,
+                             shifts_of=partial(cached_change_points, cache=db))
     return ExitCode.OK
 
 
@@ -43,8 +44,8 @@ def cmd_export(*, run: str | None = None, fmt: str = "json", store: str | Path |
                stream: TextIO | None = None) -> int:
     if fmt not in EXPORT_FORMATS:
         raise EdgebenchError(f"unknown export format {fmt!r} ({', '.join(EXPORT_FORMATS)})", where="--format")
-    db = Store(store_path(store))
-    export = db.export_run(db.resolve(run))
+    with Store(store_path(store), create=False) as db:
+        export = db.export_run(db.resolve(run))
     if fmt == "json":
         write_json(export, out(stream))
     else:
@@ -57,10 +58,10 @@ def cmd_gate(budgets: Path, *, run: str | None = None, baseline: str | None = No
              markdown: Path | None = None, allow_missing: bool = False, store: str | Path | None = None,
              stream: TextIO | None = None) -> int:
     rules = load_budgets(budgets)
-    db = Store(store_path(store))
-    export = db.export_run(db.resolve(run))
-    base = db.export_run(db.resolve(baseline)) if baseline else None
-    floors = {d: f.sigma for d, f in floors_from_history(db, export["run"]["id"]).items()} if base else None
+    with Store(store_path(store), create=False) as db:
+        export = db.export_run(db.resolve(run))
+        base = db.export_run(db.resolve(baseline)) if baseline else None
+        floors = {d: f.sigma for d, f in floors_from_history(db, export["run"]["id"]).items()} if base else None
     result = evaluate(export, rules, base, allow_missing, floors)
     print(text_summary(result), file=out(stream))
     if junit:

@@ -12,14 +12,9 @@ from .output import out
 
 def cmd_store_copy(src: str | Path, dst: str | Path, *, stream: TextIO | None = None) -> int:
     """Copy every run SRC has and DST lacks (and the cells DST lacks of runs it has): run twice, adds nothing."""
-    source = Store(store_path(src), create=False)
-    try:
-        target = Store(store_path(dst))
-        try:
-            runs, cells = source.copy_into(target)
-        finally:
-            target.close()
-    finally:
-        source.close()
+    with Store(store_path(src), create=False) as source, Store(store_path(dst)) as target:
+        runs, cells, renamed = source.copy_into(target)
+    for run_id, there in renamed.items():
+        print(f"run {run_id}: {target.path} has another run with that id: this one is {there} there", file=out(stream))
     print(f"copied {runs} run(s), {cells} cell(s) from {source.path} to {target.path}", file=out(stream))
     return ExitCode.OK

@@ -31,7 +31,7 @@ import os
 import platform
 import re
 import secrets
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,7 @@ from ..common.errors import EdgebenchError
 from .history import CellSummary, History, RunCounts
 from .noise import SeriesPoint, series_key
 from .record import Cell, DeviceRecord, Export, RunHeader, Status, p50
-from .store_db import NO_STORE, Database, PostgresDatabase, SqliteDatabase
+from .store_db import NO_STORE, Database, PostgresDatabase, SqliteDatabase, redact
 
 SCHEMA_VERSION = 4
 RECORD_VERSION = 1  # of the export and of the JSON in the data columns: store migrations leave it alone
@@ -49,6 +49,7 @@ URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 POSTGRES_SCHEMES = ("postgresql", "postgres")
 CELL_COLUMNS = "run_id, device, model, variant, status, data, p50_ms, series"
 CELL_VALUES = "?, ?, ?, ?, ?, ?, ?, ?"
+RUN_COLUMNS = "id, label, started_at, finished_at, data"
 
 CREATE_V1 = (
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)",
@@ -105,7 +106,7 @@ def _connect(location: str | Path, create: bool) -> Database:
         if found:  # before any path handling: Path() would make a URL a relative file name
             if found.group(1).lower() not in POSTGRES_SCHEMES:
                 raise EdgebenchError(f"unknown store URL scheme {found.group(1)!r}: give a file path or "
-                                     "postgresql://USER@HOST:PORT/DB", where=location)
+                                     "postgresql://USER@HOST:PORT/DB", where=redact(location, location))
             return PostgresDatabase(location)
     return SqliteDatabase(Path(location), create=create)
 
@@ -171,13 +172,22 @@ class Store:
             self.db.close()
             raise
 
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     # -- writing -------------------------------------------------------------
     def create_run(self, label: str | None, data: dict[str, Any]) -> str:
         payload = json.dumps({"schema_version": RECORD_VERSION, **data, "controller": _controller()})
-        for _ in range(8):  # two controllers starting in the same second draw the same suffix 1 in 65536
-            run_id = run_id_stamp() + secrets.token_hex(2)
-            if self.db.execute("INSERT INTO runs (id, label, started_at, finished_at, data) VALUES (?, ?, ?, NULL, ?) "
-                               "ON CONFLICT (id) DO NOTHING", (run_id, label, now_iso(), payload)):
+        return self._insert_run(_fresh_ids(), (label, now_iso(), None, payload))
+
+    def _insert_run(self, ids: Iterable[str], row: Sequence[Any]) -> str:
+        """The run (label, started_at, finished_at, data) under the first of ``ids`` no run has yet."""
+        for run_id in ids:
+            if self.db.execute(f"INSERT INTO runs ({RUN_COLUMNS}) VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+                               (run_id, *row)):
                 return run_id
         raise EdgebenchError("could not draw a free run id", where=self.path)
 
@@ -287,25 +297,46 @@ class Store:
             self.db.executemany("INSERT INTO shifts (key, data) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
                                 list(found.items()))
 
-    def copy_into(self, dst: Store) -> tuple[int, int]:
+    def copy_into(self, dst: Store) -> tuple[int, int, dict[str, str]]:
         """Every run of this store into ``dst``, only the rows it lacks (nothing there is overwritten, copying
-        twice adds nothing); one transaction per run. Returns the runs and cells added."""
-        runs = cells = 0
-        for run in self.db.query(f"SELECT id, label, started_at, finished_at, data FROM runs "
-                                 f"ORDER BY started_at, {self.db.seq}"):
-            devices = self.db.query("SELECT run_id, name, data FROM devices WHERE run_id=?", (run[0],))
-            rows = self.db.query(f"SELECT {CELL_COLUMNS} FROM cells WHERE run_id=?", (run[0],))
+        twice adds nothing); one transaction per run. Returns the runs and cells added, and the runs whose id
+        ``dst`` gives another run (its id here: its fresh id there)."""
+        runs, cells, renamed = 0, 0, {}
+        for run_id, *row in self.db.query(f"SELECT {RUN_COLUMNS} FROM runs ORDER BY started_at, {self.db.seq}"):
+            devices = self.db.query("SELECT name, data FROM devices WHERE run_id=?", (run_id,))
+            rows = self.db.query(f"SELECT {CELL_COLUMNS} FROM cells WHERE run_id=?", (run_id,))
             with dst.db.transaction():
-                runs += dst.db.execute("INSERT INTO runs (id, label, started_at, finished_at, data) "
-                                       "VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING", run)
+                there, taken = dst._match(run_id, row)
+                if there is None:
+                    there = dst._insert_run(_fresh_ids() if taken else [run_id, *_fresh_ids()], row)
+                    runs += 1
+                if there != run_id:
+                    renamed[run_id] = there
                 dst.db.executemany("INSERT INTO devices (run_id, name, data) VALUES (?, ?, ?) "
-                                   "ON CONFLICT (run_id, name) DO NOTHING", devices)
+                                   "ON CONFLICT (run_id, name) DO NOTHING", [(there, *d) for d in devices])
                 cells += dst.db.executemany(f"INSERT INTO cells ({CELL_COLUMNS}) VALUES ({CELL_VALUES}) "
-                                            "ON CONFLICT (run_id, device, model, variant) DO NOTHING", rows)
-        return runs, cells
+                                            "ON CONFLICT (run_id, device, model, variant) DO NOTHING",
+                                            [(there, *r[1:]) for r in rows])
+        return runs, cells, renamed
+
+    def _match(self, run_id: str, row: Sequence[Any]) -> tuple[str | None, bool]:
+        """The id of the run here that is ``row`` (label, started_at, finished_at, data) from another store, and
+        whether ``run_id`` is taken here. The same run has the same label, start and header (data: settings, host,
+        controller, ...; written once, as the run starts, and copied verbatim); its finish and cells may differ
+        (resumed since)."""
+        found = self.db.query("SELECT id, label, started_at, data FROM runs WHERE id=? OR (started_at=? AND data=?)",
+                              (run_id, row[1], row[3]))
+        same = sorted((r[0] for r in found if (r[1], r[2], r[3]) == (row[0], row[1], row[3])),
+                      key=lambda other: other != run_id)
+        return (same[0] if same else None), any(r[0] == run_id for r in found)
 
     def close(self) -> None:
         self.db.close()
+
+
+def _fresh_ids() -> Iterator[str]:
+    """New run ids: two controllers starting in the same second draw the same one 1 in 65536."""
+    return (run_id_stamp() + secrets.token_hex(2) for _ in range(8))
 
 
 def _header(row: tuple[Any, ...]) -> RunHeader:

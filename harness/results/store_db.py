@@ -6,8 +6,12 @@ once for both: ``?`` placeholders (PostgreSQL's ``%s`` substituted here), ``INSE
 ``rowid`` outside ``Database.seq``. Every call holds the connection's lock: the runner stores cells from one
 thread per device, and a transaction must not interleave with another thread's statements.
 
-Only the server's or the file's own failures become an EdgebenchError naming the store; an SQL mistake stays
-a bug with its traceback.
+Only the server's or the file's own failures (refused, locked, full, corrupt, not a database, ...) become an
+EdgebenchError naming the store; a mistake in edgebench's own SQL (SQLite's generic SQLITE_ERROR: a syntax
+error, no such table, ...; psycopg's ProgrammingError) stays a bug with its traceback. Python 3.10's sqlite3
+gives no error code, so there every SQLite failure but a constraint or misuse is the store's.
+
+A store URL's password (``USER:PASSWORD@`` or ``?password=``) is never printed or stored: ``redact``.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import re
 import sqlite3
 import threading
 import time
+import urllib.parse
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,6 +32,28 @@ Row = tuple[Any, ...]
 NO_STORE = "no edgebench results store: run 'edgebench run' first"
 # Serialises first-time schema creation and migrations among PostgreSQL clients (an arbitrary constant).
 SCHEMA_LOCK_KEY = 0x6564676562656E63  # "edgebenc"
+# The password of a URL: in its userinfo (up to the last @ before the path: libpq's own parse may take less), or a
+# ?password= / &password= query parameter (its key possibly percent-encoded).
+USERINFO_PASSWORD = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://[^:/@]*:)([^/]*)(@)")
+QUERY_PARAMETER = re.compile(r"([?&][^=&#]*=)([^&#]*)()")
+
+
+def redact(text: str, url: str) -> str:
+    """``text`` without the password of the store ``url``: masked in the URL wherever the URL appears, and its
+    value replaced wherever else it does (libpq's errors may quote part of a URL)."""
+    secrets: list[str] = []
+
+    def mask(found: re.Match[str]) -> str:
+        if found.re is QUERY_PARAMETER and urllib.parse.unquote(found.group(1)[1:-1]) != "password":
+            return found.group(0)
+        secrets.append(found.group(2))
+        return f"{found.group(1)}***{found.group(3)}"
+
+    masked = QUERY_PARAMETER.sub(mask, USERINFO_PASSWORD.sub(mask, url, count=1))
+    text = text.replace(url, masked)
+    for secret in sorted({s for raw in secrets for s in (raw, urllib.parse.unquote(raw)) if s}, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
 
 
 class Database:
@@ -129,19 +156,30 @@ class SqliteDatabase(Database):
         self.conn.execute("BEGIN EXCLUSIVE" if schema else "BEGIN IMMEDIATE")
         try:
             yield
-        except BaseException:
-            self.conn.execute("ROLLBACK")
+            self.conn.execute("COMMIT")  # a COMMIT that fails (locked, full) leaves the transaction open
+        except BaseException as exc:
+            if self.conn.in_transaction:  # not when SQLite rolled it back itself (disk full): ROLLBACK would fail
+                try:
+                    self.conn.execute("ROLLBACK")
+                except sqlite3.Error as failed:  # the first failure is the one to report; this one is its sequel
+                    raise exc from failed
             raise
-        self.conn.execute("COMMIT")
 
     @contextmanager
     def _errors(self) -> Iterator[None]:
         try:
             yield
-        except (sqlite3.IntegrityError, sqlite3.ProgrammingError):
-            raise
-        except sqlite3.DatabaseError as exc:  # locked past the timeout, not a database, disk full, ...
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, (sqlite3.IntegrityError, sqlite3.ProgrammingError)) or _sql_mistake(exc):
+                raise
+            # locked past the timeout, not a database, corrupt, disk full, unreadable, ...
             raise EdgebenchError(f"not a usable edgebench results store: {exc}", where=self.where) from None
+
+
+def _sql_mistake(exc: sqlite3.DatabaseError) -> bool:
+    """SQLite's generic SQLITE_ERROR (a syntax error, no such table or column, ...): edgebench's own SQL."""
+    code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+
+    return code is not None and code & 0xFF == sqlite3.SQLITE_ERROR
 
 
 class PostgresDatabase(Database):
@@ -152,15 +190,17 @@ class PostgresDatabase(Database):
 
     def __init__(self, url: str):
         super().__init__()
-        self.where = re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", url)  # never print a password
+        self._url, self.where = url, redact(url, url)
         try:
             import psycopg
         except ImportError:
             raise EdgebenchError("a PostgreSQL store needs psycopg: pip install 'edgebench[lab]'",
                                  where=self.where) from None
         self._psycopg = psycopg
-        with self._errors():
+        try:
             self.conn = psycopg.connect(url, autocommit=True, connect_timeout=30)
+        except (psycopg.OperationalError, psycopg.ProgrammingError) as exc:  # Programming: libpq cannot parse the URL
+            raise self._user_error(exc) from None
 
     def close(self) -> None:
         self.conn.close()
@@ -186,5 +226,7 @@ class PostgresDatabase(Database):
             yield
         except (self._psycopg.OperationalError, self._psycopg.errors.InsufficientPrivilege) as exc:
             # refused, authentication, server gone, no right to create the tables, ...
-            message = " ".join(str(exc).split())
-            raise EdgebenchError(f"PostgreSQL store: {message}", where=self.where) from None
+            raise self._user_error(exc) from None
+
+    def _user_error(self, exc: Exception) -> EdgebenchError:
+        return EdgebenchError(f"PostgreSQL store: {redact(' '.join(str(exc).split()), self._url)}", where=self.where)
