@@ -209,6 +209,29 @@ def test_every_ssh_step_to_a_server_that_stopped_answering_has_a_deadline(
         assert within(5, t.close) is None
 
 
+@pytest.mark.parametrize("preamble, status, words", [
+    ("while :; do echo motd; sleep 0.2; done", "timeout", "did not start within 2 s"),  # a line at a time
+    ("while :; do printf m; sleep 0.05; done", "timeout", "did not start within 2 s"),  # a byte at a time
+    ("head -c 1000000 /dev/zero; sleep 60", "invalid_output", "more than 65536 bytes before starting true"),
+])
+def test_a_shell_that_chatters_before_the_command_starts_has_one_deadline_and_a_size_cap(
+        sshd_servers: Callable[..., list[SSHServer]], ssh_home: Path, preamble: str, status: str, words: str) -> None:
+    (server,) = sshd_servers(1)
+    trust(ssh_home, [server])
+    server.stop()  # every session runs the preamble instead of the command (as a login script could, first)
+    with open(server.dir / "sshd_config", "a") as f:
+        f.write(f"ForceCommand {preamble}\n")
+    server.restart()
+    t = SSHTransport(Device(name="dev", host=server.host, port=server.port, user=server.user,
+                            key_file=str(server.client_key_path)), command_timeout=2)
+    t.connect()
+    started = time.monotonic()
+    err = within(15, lambda: t.run(["true"], 60))
+    assert isinstance(err, TransportError) and err.status == status and words in err.message, err
+    assert time.monotonic() - started < 8
+    assert within(5, t.close) is None
+
+
 # -- agent output is untrusted ------------------------------------------------------------------------------
 
 HOSTILE = ["delegate-string", "thermal-string", "huge-int", "deep", "nan", "inf", "negative", "flood"]
