@@ -22,7 +22,7 @@ that identity's reservations). Any other stale lock is cleared by hand:
 ``edgebench devices``).
 
 labgrid-client runs in its own session so that Ctrl-C reaches edgebench only: edgebench then stops waiting
-(``interrupted``), and releases and cancels what it holds.
+(transport.interrupted), and releases and cancels what it holds.
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -46,23 +45,11 @@ import yaml
 from ..common.errors import EdgebenchError
 from ..config.inventory import Device
 from ..results.record import Status
-from .transport import TransportError
+from .transport import POLL_S, TransportError, stop_if_interrupted
 
 CLIENT_TIMEOUT_S = 60.0
 LET_GO_TIMEOUT_S = 20.0  # each of cancel and release, when the place is given back
-POLL_S = 0.2
 _IDENTITY = re.compile(r"\.eb-(\d+)-(\d+)-(\d+)$")
-_stop = threading.Event()
-
-
-@contextmanager
-def interrupted() -> Iterator[None]:
-    """Ctrl-C: while this lasts, every controller thread stops waiting for a place (and releases what it holds)."""
-    _stop.set()
-    try:
-        yield
-    finally:
-        _stop.clear()
 
 
 def _start_ticks(pid: int) -> int | None:
@@ -201,12 +188,13 @@ class Client:
         return parse_places(self.call("-v", "places"))
 
     def wait(self, token: str, timeout_s: float) -> bool:
-        """Whether the reservation got a place within ``timeout_s`` (False also when interrupted)."""
+        """Whether the reservation got a place within ``timeout_s``; KeyboardInterrupt on Ctrl-C."""
         proc = subprocess.Popen(self._argv(("wait", token)), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                 text=True, env=self._env(None), start_new_session=True)
         deadline = time.monotonic() + timeout_s
         try:
-            while proc.poll() is None and time.monotonic() < deadline and not _stop.is_set():
+            while proc.poll() is None and time.monotonic() < deadline:
+                stop_if_interrupted()
                 time.sleep(POLL_S)
         finally:
             if proc.poll() is None:
@@ -309,8 +297,6 @@ def hold_place(device: Device, lock_timeout_s: float) -> Iterator[Device]:
     place: str | None = device.labgrid_place
     try:
         if not client.wait(token, lock_timeout_s):
-            if _stop.is_set():
-                raise KeyboardInterrupt
             raise _busy(client, wanted, lock_timeout_s)
         place = client.call("-p", "+", "acquire", token=token).strip().rsplit(" ", 1)[-1]
         service = network_service(client.call("-p", place, "env"), place)
