@@ -32,7 +32,7 @@ from harness.fleet.transport.ssh import SSHTransport
 from tests.support import hostile_agent
 from tests.support.adb_device import AdbTestDevice
 from tests.support.cli import run_cli
-from tests.support.sshd import SSHServer, keygen, process_tree, trust
+from tests.support.sshd import SSHServer, group_members, keygen, process_tree, trust
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN = ("--runs", "5", "--min-seconds", "0", "--warmup", "0", "-q")
@@ -455,3 +455,35 @@ def test_unparsable_benchmark_model_output_is_an_invalid_output_cell(model: Path
     for name in TOOL_GARBAGE:
         assert got[name]["status"] == "invalid_output", (name, got[name]["error"])
         assert got[name]["error"].startswith("benchmark_model output:") and got[name]["delegate"] is None
+
+
+def test_ctrl_c_kills_a_benchmark_model_run_on_every_transport(
+        sshd_servers: Callable[..., list[SSHServer]], ssh_home: Path, model: Path, tmp_path: Path) -> None:
+    (server,) = sshd_servers(1)
+    trust(ssh_home, [server])
+    pids = tmp_path / "pids"
+    tool = tmp_path / "benchmark_model-slow"  # a measurement that takes ten minutes
+    tool.write_text(f"#!/bin/sh\necho $$ >> {pids}\nsleep 600\necho done\n")
+    tool.chmod(0o755)
+    tools = {"runner": "benchmark_model", "benchmark_binary": str(tool)}
+    inv = inventory(tmp_path / "inv.yaml", {"pi": (server, sys.executable), "here": (server, sys.executable)},
+                    pi=tools, here={**tools, "ansible_connection": "local", "workdir": str(tmp_path / "here")})
+    run = subprocess.Popen([sys.executable, "-m", "harness", "run", "--models", str(model), "--inventory", str(inv),
+                            "--store", str(tmp_path / "s.sqlite"), "--cell-timeout", "900", "-q"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                           env=dict(os.environ, HOME=str(ssh_home), PYTHONPATH=str(ROOT)))
+    deadline = time.monotonic() + 120
+    while not pids.exists() or len(pids.read_text().split()) < 2:
+        assert run.poll() is None, run.communicate()
+        assert time.monotonic() < deadline, "the tool never started on both devices"
+        time.sleep(0.1)
+    run.send_signal(signal.SIGINT)
+    signalled = time.monotonic()
+    try:
+        _, err = run.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(run.pid, signal.SIGKILL)
+        pytest.fail("edgebench kept waiting for benchmark_model after Ctrl-C")
+    assert run.returncode == 130 and "--resume" in err, err
+    assert time.monotonic() - signalled < 15
+    assert all(not group_members(int(pid)) for pid in pids.read_text().split())  # the tool and its sleep

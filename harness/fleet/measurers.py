@@ -210,7 +210,7 @@ class BenchmarkModelMeasurer(Measurer):
                 use_gpu=bool(spec and spec.name == "gpu" and not spec.library),
                 use_nnapi=bool(spec and spec.name == "nnapi" and not spec.library), taskset=device.taskset,
                 enable_op_profiling=settings.op_profile)
-            result = transport.run(argv, settings.cell_timeout_s)
+            result = transport.run(argv, settings.cell_timeout_s, interruptible=True)
             parsed = parse_benchmark_output((result.stdout + result.stderr).decode(errors="replace"), result.code)
             measured: Any = {key: value for key, value in parsed.items() if key not in ("status", "error")}
             ledger.receive(Status(parsed["status"]), parsed["error"], measured)

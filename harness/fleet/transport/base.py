@@ -44,8 +44,12 @@ def interrupted() -> Iterator[None]:
         _interrupt.clear()
 
 
-def stop_if_interrupted() -> None:
-    if _interrupt.is_set():
+def interrupting() -> bool:
+    return _interrupt.is_set()
+
+
+def stop_if_interrupted(when: bool = True) -> None:
+    if when and _interrupt.is_set():
         raise KeyboardInterrupt
 
 
@@ -180,8 +184,9 @@ class Transport(abc.ABC):
         """Start argv on the device with pipes for stdin and stdout."""
 
     @abc.abstractmethod
-    def run(self, argv: list[str], timeout: float, stdin: bytes = b"") -> CommandResult:
-        """Run argv to completion; TransportError(status="timeout") after ``timeout`` seconds."""
+    def run(self, argv: list[str], timeout: float, stdin: bytes = b"", *, interruptible: bool = False) -> CommandResult:
+        """Run argv to completion; TransportError(status="timeout") after ``timeout`` seconds. ``interruptible``
+        (a measurement): Ctrl-C kills it and raises KeyboardInterrupt; never for commands that clean up."""
 
     @abc.abstractmethod
     def put(self, local: Path, remote: str) -> None:

@@ -39,8 +39,8 @@ from typing import IO, cast
 import paramiko
 
 from ...config.inventory import Device
-from .base import (MAX_OUTPUT_BYTES, STDERR_KEEP_BYTES, Capture, CommandResult, RemoteProcess, Transport,
-                   TransportError, Watchdog, feed, too_much_output)
+from .base import (MAX_OUTPUT_BYTES, POLL_S, STDERR_KEEP_BYTES, Capture, CommandResult, RemoteProcess, Transport,
+                   TransportError, Watchdog, feed, interrupting, stop_if_interrupted, too_much_output)
 from .hostkeys import HostKeyPolicy, KnownHosts, transport_preferring
 from .sshkeys import Endpoint, default_keys, key_label, private_key, scrub_key_paths, split_jump
 
@@ -365,17 +365,19 @@ class SSHTransport(Transport):
     def start(self, argv: list[str]) -> SSHProcess:
         return self._start(argv, STDERR_TAIL_BYTES)
 
-    def run(self, argv: list[str], timeout: float, stdin: bytes = b"") -> CommandResult:
+    def run(self, argv: list[str], timeout: float, stdin: bytes = b"", *, interruptible: bool = False) -> CommandResult:
         proc = self._start(argv, STDERR_KEEP_BYTES)
         out = Capture(proc.stdout, MAX_OUTPUT_BYTES)
         threading.Thread(target=feed, args=(proc.stdin, stdin), daemon=True).start()
         deadline = time.monotonic() + timeout
         code = None
-        while code is None and not out.overflow.is_set() and time.monotonic() < deadline:
-            code = proc.wait(min(0.5, max(0.0, deadline - time.monotonic())))
+        while code is None and not out.overflow.is_set() and time.monotonic() < deadline \
+                and not (interruptible and interrupting()):
+            code = proc.wait(min(POLL_S, max(0.0, deadline - time.monotonic())))
         # output still in flight after the exit status
         ended = code is not None and out.join(max(1.0, deadline - time.monotonic()))
         proc.kill()  # closes the channel; the process group too if it still runs
+        stop_if_interrupted(interruptible and not ended)
         if out.overflow.is_set():
             raise too_much_output(argv[0])
         if not ended or code is None:
