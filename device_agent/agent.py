@@ -86,7 +86,9 @@ def _child(cell, runtime, wfd):
 def run_isolated(cell, runtime):
     """Measure a cell in a forked child so a crashing model cannot take the agent down.
 
-    Forking after the runtime import keeps per-model start-up cost near zero.
+    Forking after the runtime import keeps per-model start-up cost near zero. The child stays in the
+    agent's process group: the host stops a job (Ctrl-C, a timeout) by killing that group, and a
+    measurement must not outlive it.
     """
     timeout = float(cell.get("cell_timeout_s") or DEFAULTS["cell_timeout_s"])
     started = time.perf_counter_ns()
@@ -99,7 +101,6 @@ def run_isolated(cell, runtime):
         try:
             os.close(rfd)
             os.dup2(err.fileno(), 2)
-            os.setpgid(0, 0)
             _child(cell, runtime, wfd)
         except BaseException:
             code = 70

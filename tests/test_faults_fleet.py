@@ -32,7 +32,7 @@ from harness.fleet.transport.ssh import SSHTransport
 from tests.support import hostile_agent
 from tests.support.adb_device import AdbTestDevice
 from tests.support.cli import run_cli
-from tests.support.sshd import SSHServer, keygen, process_tree, trust
+from tests.support.sshd import SSHServer, group_members, keygen, process_tree, trust
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN = ("--runs", "5", "--min-seconds", "0", "--warmup", "0", "-q")
@@ -207,6 +207,29 @@ def test_every_ssh_step_to_a_server_that_stopped_answering_has_a_deadline(
     assert within(15, proc.kill) is None
     for t in (runs, uploads, kills):
         assert within(5, t.close) is None
+
+
+@pytest.mark.parametrize("preamble, status, words", [
+    ("while :; do echo motd; sleep 0.2; done", "timeout", "did not start within 2 s"),  # a line at a time
+    ("while :; do printf m; sleep 0.05; done", "timeout", "did not start within 2 s"),  # a byte at a time
+    ("head -c 1000000 /dev/zero; sleep 60", "invalid_output", "more than 65536 bytes before starting true"),
+])
+def test_a_shell_that_chatters_before_the_command_starts_has_one_deadline_and_a_size_cap(
+        sshd_servers: Callable[..., list[SSHServer]], ssh_home: Path, preamble: str, status: str, words: str) -> None:
+    (server,) = sshd_servers(1)
+    trust(ssh_home, [server])
+    server.stop()  # every session runs the preamble instead of the command (as a login script could, first)
+    with open(server.dir / "sshd_config", "a") as f:
+        f.write(f"ForceCommand {preamble}\n")
+    server.restart()
+    t = SSHTransport(Device(name="dev", host=server.host, port=server.port, user=server.user,
+                            key_file=str(server.client_key_path)), command_timeout=2)
+    t.connect()
+    started = time.monotonic()
+    err = within(15, lambda: t.run(["true"], 60))
+    assert isinstance(err, TransportError) and err.status == status and words in err.message, err
+    assert time.monotonic() - started < 8
+    assert within(5, t.close) is None
 
 
 # -- agent output is untrusted ------------------------------------------------------------------------------
@@ -432,3 +455,35 @@ def test_unparsable_benchmark_model_output_is_an_invalid_output_cell(model: Path
     for name in TOOL_GARBAGE:
         assert got[name]["status"] == "invalid_output", (name, got[name]["error"])
         assert got[name]["error"].startswith("benchmark_model output:") and got[name]["delegate"] is None
+
+
+def test_ctrl_c_kills_a_benchmark_model_run_on_every_transport(
+        sshd_servers: Callable[..., list[SSHServer]], ssh_home: Path, model: Path, tmp_path: Path) -> None:
+    (server,) = sshd_servers(1)
+    trust(ssh_home, [server])
+    pids = tmp_path / "pids"
+    tool = tmp_path / "benchmark_model-slow"  # a measurement that takes ten minutes
+    tool.write_text(f"#!/bin/sh\necho $$ >> {pids}\nsleep 600\necho done\n")
+    tool.chmod(0o755)
+    tools = {"runner": "benchmark_model", "benchmark_binary": str(tool)}
+    inv = inventory(tmp_path / "inv.yaml", {"pi": (server, sys.executable), "here": (server, sys.executable)},
+                    pi=tools, here={**tools, "ansible_connection": "local", "workdir": str(tmp_path / "here")})
+    run = subprocess.Popen([sys.executable, "-m", "harness", "run", "--models", str(model), "--inventory", str(inv),
+                            "--store", str(tmp_path / "s.sqlite"), "--cell-timeout", "900", "-q"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                           env=dict(os.environ, HOME=str(ssh_home), PYTHONPATH=str(ROOT)))
+    deadline = time.monotonic() + 120
+    while not pids.exists() or len(pids.read_text().split()) < 2:
+        assert run.poll() is None, run.communicate()
+        assert time.monotonic() < deadline, "the tool never started on both devices"
+        time.sleep(0.1)
+    run.send_signal(signal.SIGINT)
+    signalled = time.monotonic()
+    try:
+        _, err = run.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(run.pid, signal.SIGKILL)
+        pytest.fail("edgebench kept waiting for benchmark_model after Ctrl-C")
+    assert run.returncode == 130 and "--resume" in err, err
+    assert time.monotonic() - signalled < 15
+    assert all(not group_members(int(pid)) for pid in pids.read_text().split())  # the tool and its sleep

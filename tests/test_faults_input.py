@@ -4,9 +4,12 @@ names, YAML stays small, parsers stay linear, and a report never overwrites what
 from __future__ import annotations
 
 import json
+import os
 import random
 import sqlite3
 import struct
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -21,6 +24,8 @@ from harness.results.store import Store
 from tests.support.browser import Browser, find_chromium
 from tests.support.cli import run_cli
 from tests.support.synthetic import synthetic_cell, synthetic_device, synthetic_export
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 # -- 1. the report renders every run the store can hold ------------------------------------------------
@@ -266,6 +271,46 @@ def test_a_symlinked_tflite_in_a_models_directory_is_refused(tmp_path: Path) -> 
     (models / "evil.tflite").symlink_to(tmp_path / "secret")
     result = run_cli("run", "--models", models, "--store", tmp_path / "s.sqlite", "-q")
     assert result.code == 2 and "evil.tflite" in result.err and "points outside" in result.err, result.err
+
+
+def _run_with_deadline(*argv: object) -> subprocess.CompletedProcess[str]:
+    """`edgebench ARGV` in a child process killed after 60 s: input that used to hang the run fails the test."""
+    try:
+        return subprocess.run([sys.executable, "-m", "harness", *map(str, argv)], capture_output=True, text=True,
+                              timeout=60, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"edgebench {' '.join(map(str, argv))} still running after 60 s (hung)")
+
+
+@pytest.mark.parametrize("plant", ["fifo", "dev-zero"])
+def test_a_fifo_or_a_device_named_tflite_in_a_models_directory_is_refused_without_opening_it(
+        tmp_path: Path, plant: str) -> None:
+    models = tmp_path / "vendor"
+    models.mkdir()
+    (models / "good.tflite").write_bytes(b"\0" * 64)
+    if plant == "fifo":  # opening it for reading blocks until a writer comes: there is none
+        os.mkfifo(models / "x.tflite")
+    else:  # a read of /dev/zero never ends
+        (models / "x.tflite").symlink_to("/dev/zero")
+    done = _run_with_deadline("run", "--models", models, "--store", tmp_path / "s.sqlite", "-q")
+    words = "not a regular file" if plant == "fifo" else "points outside"
+    assert done.returncode == 2 and "x.tflite" in done.stderr and words in done.stderr, done.stderr
+    assert not (tmp_path / "s.sqlite").exists()  # refused before a run was created
+
+
+def test_a_fifo_given_as_the_model_or_inside_a_converted_directory_is_refused(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "pipe.tflite")
+    done = _run_with_deadline("run", "--models", tmp_path / "pipe.tflite", "--store", tmp_path / "s.sqlite", "-q")
+    assert done.returncode == 2 and "pipe.tflite: not a regular file" in done.stderr, done.stderr
+    converted = tmp_path / "converted"
+    converted.mkdir()
+    os.mkfifo(converted / "fp32.tflite")
+    (converted / "manifest.json").write_text(json.dumps({
+        "schema_version": 1, "model": "m", "variants": {"fp32": {"status": "ok", "file": "fp32.tflite"}}}))
+    for given in (converted, tmp_path):  # the converted directory itself, and a directory holding it
+        (tmp_path / "pipe.tflite").unlink(missing_ok=True)
+        done = _run_with_deadline("run", "--models", given, "--store", tmp_path / "s.sqlite", "-q")
+        assert done.returncode == 2 and "fp32.tflite: not a regular file" in done.stderr, done.stderr
 
 
 # -- 8. two models with the same name --------------------------------------------------------------------

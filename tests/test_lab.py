@@ -17,7 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.fleet.lab import Place, controller_identity, is_stale, parse_places
+from harness.config.inventory import Device
+from harness.fleet.lab import (LET_GO_TIMEOUT_S, Place, controller_identity, hold_place, is_stale, network_service,
+                               parse_places)
+from harness.fleet.transport import TransportError
 from tests.support.cli import export_run as _export, run_cli
 from tests.support.labgrid_lab import LabgridLab, labgrid_lab  # noqa: F401  (fixture)
 from tests.support.sleep_runtime import sleepy_python, stand_in_model
@@ -210,6 +213,92 @@ def test_only_dead_controllers_of_this_host_and_pid_namespace_count_as_stale() -
     places = parse_places("Place 'p':\n  tags: board=rpi4, lab=b2\n  matches:\n    e/g/NetworkService\n"
                           "  acquired: h/u\n  acquired resources:\n    e/g/NetworkService/NetworkService\n")
     assert places == [Place("p", {"board": "rpi4", "lab": "b2"}, "h/u")]
+
+
+HIDDEN_PROC = 'mount -t proc -o hidepid=2 proc /proc && exec setpriv --reuid=65534 --regid=65534 --clear-groups "$@"'
+STALE_AS_NOBODY = ("import sys; from harness.fleet.lab import _start_ticks, is_stale; "
+                   "print(_start_ticks(int(sys.argv[3])), is_stale(sys.argv[1], (sys.argv[2], 'x')))")
+
+
+def test_a_controller_whose_start_time_is_unknown_is_never_taken_for_dead() -> None:
+    host, user = controller_identity()
+    unknown = user.rsplit("-", 1)[0] + "-0"  # this live process, its start time unreadable when it started
+    assert is_stale(f"{host}/{unknown}", (host, user)) is False
+    dead = user.rsplit("-", 2)[0] + "-999999999-0"
+    assert is_stale(f"{host}/{dead}", (host, user)) is True  # no such process: known dead
+    if os.geteuid() != 0:
+        pytest.skip("hiding /proc from another user needs root (a private mount of /proc with hidepid=2)")
+    # Another user's controller on a /proc mounted hidepid=2 cannot read this process's start time: to it,
+    # this controller is alive (it is), not a dead one whose lock it may clear.
+    done = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", HIDDEN_PROC, "sh",
+                           sys.executable, "-c", STALE_AS_NOBODY, f"{host}/{user}", host, str(os.getpid())],
+                          capture_output=True, text=True, timeout=60, cwd="/", env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["None", "False"], done.stdout  # hidden from it, and not stale to it
+
+
+def _client_wrapper(directory: Path, when: str, then: str) -> Path:
+    """A ``labgrid-client`` beside a stand-in interpreter path: the real client, except that a call with the
+    argument ``when`` runs the shell command ``then`` instead (labgrid cannot be made to hang or answer
+    garbage on one call only). edgebench takes the labgrid-client beside sys.executable."""
+    directory.mkdir()
+    real = Path(sys.executable).parent / "labgrid-client"
+    wrapper = directory / "labgrid-client"
+    wrapper.write_text(f'#!/bin/sh\nfor a; do [ "$a" = {when} ] && {{ {then}; }}; done\nexec {real} "$@"\n')
+    wrapper.chmod(0o755)
+    return directory / "python"
+
+
+def test_a_cancel_that_hangs_still_releases_the_place(labgrid_lab: LabgridLab, sshd_servers: Callable[..., list[SSHServer]],
+                                                      tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    server, = sshd_servers(1)
+    labgrid_lab.export({"board-1": server})
+    labgrid_lab.place("rpi-1", "board-1")
+    monkeypatch.setattr(sys, "executable", str(_client_wrapper(tmp_path / "bin", "cancel-reservation",
+                                                               "exec sleep 600")))
+    started = time.monotonic()
+    with pytest.raises(TransportError, match="cancel-reservation .* got no answer"):
+        with hold_place(Device(name="board", labgrid_place="rpi-1"), 30) as target:
+            assert target.port == server.port and ".eb-" in str(labgrid_lab.holder("rpi-1"))
+    assert labgrid_lab.holder("rpi-1") is None  # released although the cancel never answered
+    assert time.monotonic() - started < LET_GO_TIMEOUT_S + 20
+
+
+def test_a_place_whose_env_is_not_a_mapping_fails_its_cells_and_is_released(
+        labgrid_lab: LabgridLab, sshd_servers: Callable[..., list[SSHServer]], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    server, = sshd_servers(1)
+    labgrid_lab.export({"board-1": server})
+    labgrid_lab.place("rpi-1", "board-1")
+    monkeypatch.setattr(sys, "executable", str(_client_wrapper(tmp_path / "bin", "env",
+                                                               "printf -- '- targets\\n- rpi-1\\n'; exit 0")))
+    inv = tmp_path / "inv.yaml"
+    inv.write_text("all:\n  hosts:\n    board: {labgrid_place: rpi-1}\n")
+    result = run_cli("run", "--models", stand_in_model(tmp_path / "m.tflite"), "--inventory", inv,
+                     "--store", tmp_path / "s.sqlite", "-q")
+    assert result.code == 3, result.err
+    cell, = _export(tmp_path / "s.sqlite")["results"]
+    assert cell["status"] == "environment_error" and "labgrid place rpi-1: no NetworkService" in cell["error"]
+    assert labgrid_lab.holder("rpi-1") is None
+
+
+@pytest.mark.parametrize("text, words", [
+    ("just a line", "no NetworkService"),
+    ("targets: [rpi-1]", "no NetworkService"),
+    ("targets: {rpi-1: {resources: {NetworkService: {address: h}}}}", "no NetworkService"),
+    ("targets: {rpi-1: {resources: [{NetworkService: [h, 22]}]}}", "must be a mapping, not list"),
+    ("targets: {rpi-1: {resources: [{NetworkService: {port: 22}}]}}", "has no address (got None)"),
+    ("targets: {rpi-1: {resources: [{NetworkService: {address: h, port: '22; rm'}}]}}", "must be a port number"),
+    ("targets: {rpi-1: {resources: [{NetworkService: {address: h, username: [root]}}]}}", "must be text"),
+    ("targets: [{unclosed", "printed no YAML"),
+])
+def test_every_level_of_a_places_env_is_checked(text: str, words: str) -> None:
+    with pytest.raises(TransportError) as info:
+        network_service(text, "rpi-1")
+    assert info.value.status == "environment_error" and info.value.message.startswith("labgrid place rpi-1: ")
+    assert words in info.value.message, info.value.message
+    good = "targets: {rpi-1: {resources: [{NetworkService: {address: 10.0.0.7, username: pi, port: 2222}}]}}"
+    assert network_service(good, "rpi-1") == {"address": "10.0.0.7", "username": "pi", "port": 2222}
 
 
 def test_an_unreachable_coordinator_makes_the_cells_unreachable_naming_it(tmp_path: Path, ssh_home: Path) -> None:

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from tests.support.cli import export_run as _export, run_cli
+from tests.support.sleep_runtime import sleepy_python, stand_in_model
 from tests.support.sshd import SSHServer, free_port, keygen, trust
 from tests.support.venvs import device_python
 
@@ -49,6 +50,7 @@ def _cells(store: Path) -> dict[tuple[str, str], dict[str, Any]]:
 
 
 RUN = ("--runs", "5", "--min-seconds", "0", "-q")
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture()
@@ -181,6 +183,65 @@ def test_host_crash_then_resume(sshd_servers: Callable[..., list[SSHServer]], ss
     for key, cell in before.items():
         if cell["status"] == "ok":
             assert after[key]["latency_ms"]["samples"] == cell["latency_ms"]["samples"]  # not re-measured
+
+
+def _agents_under(root: Path) -> set[int]:
+    """Live agent processes (`PYTHON AGENT.zip serve RUNTIME`) whose agent lives under ``root``: the local
+    device's work directory and the sshd devices' homes are all in the test's tmp dir."""
+    found = set()
+    for entry in os.listdir("/proc"):
+        try:
+            argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+            state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if b"serve" in argv and state not in ("Z", "X") and any(a.startswith(str(root).encode()) for a in argv):
+            found.add(int(entry))
+    return found
+
+
+def _stored(store: Path) -> list[tuple[str, str]]:
+    try:
+        with sqlite3.connect(store) as db:
+            return db.execute("SELECT device, status FROM cells").fetchall()
+    except sqlite3.OperationalError:  # not created yet
+        return []
+
+
+def test_ctrl_c_kills_every_agent_at_once_and_keeps_the_cells_measured_before(
+        sshd_servers: Callable[..., list[SSHServer]], ssh_home: Path, tmp_path: Path) -> None:
+    (server,) = sshd_servers(1)
+    trust(ssh_home, [server])
+    python = sleepy_python(tmp_path / "rt", 100)  # each cell: 20 invokes of 100 ms
+    models = tmp_path / "models"
+    models.mkdir()
+    for i in range(12):  # ~2.5 s a cell, ~30 s for each device's twelve
+        stand_in_model(models / f"m{i:02}.tflite")
+    inv = _inventory(tmp_path / "inv.yaml", [server], python,
+                     **{"dev-1": {"runtime": "tensorflow"}})
+    with open(inv, "a") as f:
+        f.write(f"    here:\n      hosts:\n        here: {{transport: local, ansible_python_interpreter: {python}, "
+                f"runtime: tensorflow, workdir: {tmp_path / 'here-work'}}}\n")
+    store = tmp_path / "s.sqlite"
+    run = subprocess.Popen([sys.executable, "-m", "harness", "run", "--models", str(models), "--inventory", str(inv),
+                            "--store", str(store), "--runs", "20", "--min-seconds", "0", "--warmup", "0", "-q"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                           env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    deadline = time.monotonic() + 120
+    while {d for d, _ in _stored(store)} != {"dev-1", "here"} or len(_agents_under(tmp_path)) < 2:
+        assert run.poll() is None, run.communicate()
+        assert time.monotonic() < deadline, "the two devices never measured a cell each"
+        time.sleep(0.1)
+    run.send_signal(signal.SIGINT)  # to edgebench alone: its agents run in sessions of their own
+    signalled, before = time.monotonic(), len(_stored(store))
+    _, err = run.communicate(timeout=60)
+    assert run.returncode == 130 and "--resume" in err and "Traceback" not in err, err
+    assert time.monotonic() - signalled < 10  # not the ~20 s of cells left on each device
+    assert not _agents_under(tmp_path)  # the agents and their measuring children: killed, not left measuring
+    stored = _stored(store)
+    assert {status for _, status in stored} == {"ok"}  # the interruption is no cell's failure
+    assert before <= len(stored) <= before + 2 < 24  # at most the cells in flight at the signal were added
+    assert {device for device, _ in stored} == {"dev-1", "here"}
 
 
 def test_devices_check_setup_and_purge(sshd_servers: Callable[..., list[SSHServer]], ssh_home: Path,

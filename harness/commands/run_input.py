@@ -1,5 +1,5 @@
-"""What `edgebench run` checks in its input before measuring: files that stay in the directory they were
-found in, unique cell keys, and a resume that measures with the settings the run was started with."""
+"""What `edgebench run` checks in its input before measuring: unique cell keys, and a resume that
+measures with the settings the run was started with."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from ..common.errors import EdgebenchError
-from ..common.files import inside
 from ..config.settings import MeasureSettings, cli_flag
 from ..config.suite import Suite
 from ..fleet.jobs import ModelVariant
@@ -18,15 +17,12 @@ from ..results.store import Store
 
 
 def checked_variants(found: list[tuple[Path, ModelVariant]]) -> list[ModelVariant]:
-    """The variants found under each source path, refused when a file found in a directory resolves outside
-    it (a symlink in a vendor's directory would ship any host file), or when two of them would be stored
-    as the same cell (model/variant): one result would replace the other, and with --repeats their
-    samples would merge into one cell."""
+    """The variants found under each source path (discover keeps them inside it), refused when two of them
+    would be stored as the same cell (model/variant): one result would replace the other, and with
+    --repeats their samples would merge into one cell."""
     seen: dict[str, Path] = {}
     out = []
     for source, mv in found:
-        if mv.path is not None and source.is_dir():
-            inside(source, str(mv.path.relative_to(source)), "model file", str(mv.path))
         origin = (mv.path or source).resolve()
         if mv.key in seen and seen[mv.key] != origin:
             raise EdgebenchError(f"two models would be stored as the same cell {mv.key!r}: {seen[mv.key]} and "

@@ -47,10 +47,16 @@ def atomic_copy(source: Path, target: Path) -> Path:
     return target
 
 
-def sha256_file(path: Path) -> str:
+def sha256_file(path: Path, limit: int | None = None) -> str:
+    """The file's sha256; with ``limit``, refused (naming it) once more than ``limit`` bytes were read: a file
+    that grows while it is hashed cannot keep the reader going."""
     h = hashlib.sha256()
+    read = 0
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
+            read += len(block)
+            if limit is not None and read > limit:
+                raise EdgebenchError(f"file is larger than {limit} bytes", where=str(path))
             h.update(block)
     return h.hexdigest()
 

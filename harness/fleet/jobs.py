@@ -3,12 +3,13 @@ and what each device is asked to do with them (threads, delegate): one rule each
 
 from __future__ import annotations
 
+import stat
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from ..common.errors import EdgebenchError
-from ..common.files import sha256_file
+from ..common.files import inside, sha256_file
 from ..config.inventory import Device
 from ..config.settings import MeasureSettings
 from ..conversion.manifest import MANIFEST, read_manifest
@@ -98,32 +99,61 @@ def from_manifest(manifest: dict[str, Any], directory: Path, only: list[str] | N
     return out
 
 
+def regular_file(path: Path, limit: int = MAX_TFLITE_BYTES) -> int:
+    """The size of ``path`` (symlinks followed), checked before anything opens it: only a regular file of at
+    most ``limit`` bytes. Opening a FIFO blocks until someone writes to it, and a device (a symlink to
+    /dev/zero) never ends: either would hold the run for ever."""
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise EdgebenchError(f"cannot read: {exc.strerror or exc}", where=str(path)) from None
+    if not stat.S_ISREG(st.st_mode):
+        raise EdgebenchError("not a regular file (a FIFO, device, socket or directory): refused", where=str(path))
+    if st.st_size > limit:
+        raise EdgebenchError(f"model larger than {limit} bytes", where=str(path))
+    return st.st_size
+
+
 def from_tflite(path: Path) -> ModelVariant:
-    if path.stat().st_size > MAX_TFLITE_BYTES:
-        raise EdgebenchError(f"model larger than {MAX_TFLITE_BYTES} bytes", where=str(path))
-    return ModelVariant(model=path.stem, variant="tflite", path=path, sha256=sha256_file(path), bytes=path.stat().st_size)
+    size = regular_file(path)
+    return ModelVariant(model=path.stem, variant="tflite", path=path, sha256=sha256_file(path, MAX_TFLITE_BYTES),
+                        bytes=size)
 
 
 def discover(path: Path, only: list[str] | None = None) -> list[ModelVariant]:
-    """Variants under a converted directory, a directory of them, or a .tflite file."""
+    """Variants under a converted directory, a directory of them, or a .tflite file.
+
+    What is found in a directory must resolve inside it (a symlink in a vendor's directory would ship any
+    host file), and every file is checked to be a regular one before it is opened (regular_file)."""
     if not path.exists():
         raise EdgebenchError("model path not found", where=str(path))
-    if path.is_file():
+    if not path.is_dir():
         if path.suffix != ".tflite":
             raise EdgebenchError("not a .tflite file (source models are converted by 'edgebench convert' or a suite)",
                                  where=str(path))
         return [from_tflite(path)]
     if (path / MANIFEST).exists():
-        return from_converted(path, only)
+        return _converted(path, only)
     found: list[ModelVariant] = []
     for child in sorted(path.iterdir()):
-        if child.is_dir() and (child / MANIFEST).exists():
-            found += from_converted(child, only)
-        elif child.suffix == ".tflite":
-            found.append(from_tflite(child))
+        if child.suffix != ".tflite" and not (child.is_dir() and (child / MANIFEST).exists()):
+            continue
+        inside(path, child.name, "model file" if child.suffix == ".tflite" else "converted directory", str(child))
+        found += [from_tflite(child)] if child.suffix == ".tflite" else _converted(child, only)
     if not found:
         raise EdgebenchError("no converted models (manifest.json) or .tflite files here", where=str(path))
     return found
+
+
+def _converted(directory: Path, only: list[str] | None) -> list[ModelVariant]:
+    """A converted directory found by discover: its manifest and model files are checked before anything
+    reads them (the manifest itself makes sure they stay in the directory)."""
+    regular_file(directory / MANIFEST)
+    variants = from_converted(directory, only)
+    for mv in variants:
+        if mv.path is not None and mv.path.exists():
+            regular_file(mv.path)
+    return variants
 
 
 # -- what a device runs -----------------------------------------------------------------------------

@@ -22,7 +22,7 @@ that identity's reservations). Any other stale lock is cleared by hand:
 ``edgebench devices``).
 
 labgrid-client runs in its own session so that Ctrl-C reaches edgebench only: edgebench then stops waiting
-(``interrupted``), and releases and cancels what it holds.
+(transport.interrupted), and releases and cancels what it holds.
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -46,22 +45,11 @@ import yaml
 from ..common.errors import EdgebenchError
 from ..config.inventory import Device
 from ..results.record import Status
-from .transport import TransportError
+from .transport import POLL_S, TransportError, stop_if_interrupted
 
 CLIENT_TIMEOUT_S = 60.0
-POLL_S = 0.2
+LET_GO_TIMEOUT_S = 20.0  # each of cancel and release, when the place is given back
 _IDENTITY = re.compile(r"\.eb-(\d+)-(\d+)-(\d+)$")
-_stop = threading.Event()
-
-
-@contextmanager
-def interrupted() -> Iterator[None]:
-    """Ctrl-C: while this lasts, every controller thread stops waiting for a place (and releases what it holds)."""
-    _stop.set()
-    try:
-        yield
-    finally:
-        _stop.clear()
 
 
 def _start_ticks(pid: int) -> int | None:
@@ -79,20 +67,41 @@ def _pid_namespace() -> int:
 
 
 def controller_identity() -> tuple[str, str]:
-    """(HOST, USER) for labgrid: the user name made unique to this controller process."""
+    """(HOST, USER) for labgrid: the user name made unique to this controller process (a start time or pid
+    namespace that cannot be read is 0: unknown)."""
     user = os.environ.get("LG_USERNAME") or getpass.getuser()
     host = os.environ.get("LG_HOSTNAME") or socket.gethostname()
     return host, f"{user}.eb-{_pid_namespace()}-{os.getpid()}-{_start_ticks(os.getpid()) or 0}"
 
 
+def _pid_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
 def is_stale(holder: str, identity: tuple[str, str]) -> bool:
-    """Whether ``holder`` (HOST/USER) is a controller of this host and pid namespace that no longer runs."""
+    """Whether ``holder`` (HOST/USER) is a controller of this host and pid namespace known to be gone: no
+    process has its pid, or the one that has it started at another time (the pid was reused). What cannot be
+    known is never stale (releasing a live controller's lock would let two runs share a board): a start time
+    or pid namespace that could not be read (0), or a process whose /proc entry is hidden from this one
+    (hidepid, another user)."""
     host, _, user = holder.partition("/")
     found = _IDENTITY.search(user)
-    if host != identity[0] or found is None or int(found.group(1)) != _pid_namespace():
+    namespace = _pid_namespace()
+    if host != identity[0] or found is None or namespace == 0 or int(found.group(1)) != namespace:
         return False
     pid, start = int(found.group(2)), int(found.group(3))
-    return _start_ticks(pid) != start
+    if pid <= 0:
+        return False
+    if not _pid_exists(pid):
+        return True
+    now = _start_ticks(pid)
+    return start != 0 and now is not None and now != start
 
 
 @dataclass
@@ -159,13 +168,14 @@ class Client:
             env["LG_TOKEN"] = token
         return env
 
-    def call(self, *args: str, token: str | None = None, check: bool = True) -> str:
+    def call(self, *args: str, token: str | None = None, check: bool = True, timeout: float = CLIENT_TIMEOUT_S) -> str:
         try:
             done = subprocess.run(self._argv(args), capture_output=True, text=True, env=self._env(token),
-                                  timeout=CLIENT_TIMEOUT_S, start_new_session=True)
+                                  timeout=timeout, start_new_session=True)
         except subprocess.TimeoutExpired:
-            raise TransportError(Status.UNREACHABLE, f"labgrid-client {args[-1]} got no answer from the "
-                                                     f"coordinator {self.coordinator or '(default)'}") from None
+            raise TransportError(Status.UNREACHABLE, f"labgrid-client {' '.join(args)} got no answer from the "
+                                                     f"coordinator {self.coordinator or '(default)'} within "
+                                                     f"{timeout:g} s") from None
         if check and done.returncode != 0:
             said = (done.stderr.strip() or done.stdout.strip())[-300:]
             if "could not connect to coordinator" in said.lower():
@@ -178,12 +188,13 @@ class Client:
         return parse_places(self.call("-v", "places"))
 
     def wait(self, token: str, timeout_s: float) -> bool:
-        """Whether the reservation got a place within ``timeout_s`` (False also when interrupted)."""
+        """Whether the reservation got a place within ``timeout_s``; KeyboardInterrupt on Ctrl-C."""
         proc = subprocess.Popen(self._argv(("wait", token)), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                 text=True, env=self._env(None), start_new_session=True)
         deadline = time.monotonic() + timeout_s
         try:
-            while proc.poll() is None and time.monotonic() < deadline and not _stop.is_set():
+            while proc.poll() is None and time.monotonic() < deadline:
+                stop_if_interrupted()
                 time.sleep(POLL_S)
         finally:
             if proc.poll() is None:
@@ -193,9 +204,9 @@ class Client:
             raise TransportError(Status.ENVIRONMENT_ERROR, f"labgrid-client wait {token}: {err.strip()[-300:]}")
         return proc.returncode == 0
 
-    def release(self, place: str, holder: str | None = None) -> None:
+    def release(self, place: str, holder: str | None = None, timeout: float = CLIENT_TIMEOUT_S) -> None:
         """Free ``place`` only if ``holder`` (default: this controller) holds it."""
-        self.call("-p", place, "release-from", holder or self.who, check=False)
+        self.call("-p", place, "release-from", holder or self.who, check=False, timeout=timeout)
 
     def clear_stale(self, places: list[Place]) -> None:
         """Release these places when a dead controller of this host holds them, and cancel its reservations."""
@@ -226,13 +237,35 @@ def _spec(wanted: dict[str, str]) -> list[str]:
     return [f"{k}={v}" for k, v in wanted.items()]
 
 
-def _network_service(client: Client, place: str) -> dict[str, object]:
-    env = yaml.safe_load(client.call("-p", place, "env")) or {}
-    for resource in (env.get("targets", {}).get(place) or {}).get("resources") or []:
-        if isinstance(resource, dict) and isinstance(resource.get("NetworkService"), dict):
-            return dict(resource["NetworkService"])
-    raise TransportError(Status.ENVIRONMENT_ERROR, f"labgrid place {place} has no NetworkService resource "
-                                                   f"(add-match EXPORTER/GROUP/NetworkService)")
+def network_service(text: str, place: str) -> dict[str, object]:
+    """The NetworkService in ``labgrid-client -p PLACE env`` output (YAML ``targets: {PLACE: {resources:
+    [{NetworkService: {address, username, port}}]}}``), every level checked: anything else the coordinator
+    sends is an environment_error for this device's cells, naming the place."""
+    def bad(problem: str) -> TransportError:
+        return TransportError(Status.ENVIRONMENT_ERROR, f"labgrid place {place}: {problem}")
+
+    try:
+        env = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise bad(f"labgrid-client env printed no YAML: {str(exc)[:200]}") from None
+    targets = env.get("targets") if isinstance(env, dict) else None
+    target = targets.get(place) if isinstance(targets, dict) else None
+    resources = target.get("resources") if isinstance(target, dict) else None
+    services = [r["NetworkService"] for r in resources if isinstance(r, dict) and "NetworkService" in r] \
+        if isinstance(resources, list) else []
+    if not services:
+        raise bad("no NetworkService resource (add-match EXPORTER/GROUP/NetworkService)")
+    service = services[0]
+    if not isinstance(service, dict):
+        raise bad(f"its NetworkService must be a mapping, not {type(service).__name__}")
+    address, user, port = service.get("address"), service.get("username"), service.get("port")
+    if not isinstance(address, str) or not address.strip():
+        raise bad(f"its NetworkService has no address (got {address!r:.80})")
+    if user is not None and not isinstance(user, str):
+        raise bad(f"its NetworkService username must be text, not {user!r:.80}")
+    if port is not None and (type(port) is not int or not 0 <= port < 65536):
+        raise bad(f"its NetworkService port must be a port number, not {port!r:.80}")
+    return {"address": address, "username": user, "port": port}
 
 
 def _busy(client: Client, wanted: dict[str, str], waited: float) -> TransportError:
@@ -264,18 +297,36 @@ def hold_place(device: Device, lock_timeout_s: float) -> Iterator[Device]:
     place: str | None = device.labgrid_place
     try:
         if not client.wait(token, lock_timeout_s):
-            if _stop.is_set():
-                raise KeyboardInterrupt
             raise _busy(client, wanted, lock_timeout_s)
         place = client.call("-p", "+", "acquire", token=token).strip().rsplit(" ", 1)[-1]
-        service = _network_service(client, place)
-        port, user = service.get("port"), service.get("username")
+        service = network_service(client.call("-p", place, "env"), place)
+        port, user = service["port"], service["username"]
         yield replace(device, transport="ssh", host=str(service["address"]), labgrid_place=place,
                       user=str(user) if user else device.user,
                       port=port if isinstance(port, int) and port > 0 else device.port)
-    finally:
-        # Cancel first: the coordinator hands a released place to the next waiting reservation at once only
-        # when no reservation of ours is left on it (else at its next periodic scheduling, up to 15 s later).
-        client.call("cancel-reservation", token, check=False)
-        if place is not None:
-            client.release(place)
+    except BaseException:
+        _let_go(client, token, place)
+        raise
+    failed = _let_go(client, token, place)
+    if failed is not None:
+        raise failed
+
+
+def _let_go(client: Client, token: str, place: str | None) -> TransportError | None:
+    """Cancel the reservation, then release the place: two steps, each with its own deadline, so a cancel that
+    hangs never leaves the place locked. Returns the first failure (the caller raises it unless it is already
+    raising something else).
+
+    Cancel first: the coordinator hands a released place to the next waiting reservation at once only when no
+    reservation of ours is left on it (else at its next periodic scheduling, up to 15 s later)."""
+    failed: TransportError | None = None
+    try:
+        client.call("cancel-reservation", token, check=False, timeout=LET_GO_TIMEOUT_S)
+    except TransportError as exc:
+        failed = exc
+    if place is not None:
+        try:
+            client.release(place, timeout=LET_GO_TIMEOUT_S)
+        except TransportError as exc:
+            failed = failed or exc
+    return failed

@@ -22,7 +22,7 @@ from .jobs import BUILTIN_TOOL_DELEGATES, ModelVariant, UnloadableDelegate, dele
 from .ledger import Item, Ledger
 from .protocol import ProtocolError, check_cell, encode_job, measured_from, read_frame
 from .shipping import agent_zip, ship
-from .transport import RemoteProcess, Transport, TransportError
+from .transport import POLL_S, RemoteProcess, Transport, TransportError, stop_if_interrupted
 
 # The host's deadlines count from the start of each cell (the previous cell's result), never from the last
 # frame: an agent that keeps sending harmless frames cannot hold the host.
@@ -76,11 +76,16 @@ class _Frames:
             self.q.put(exc)
 
     def next(self, deadline: float, what: str) -> dict[str, Any] | None:
-        """The next frame before ``deadline`` (time.monotonic()); TransportError("timeout") naming ``what``."""
-        try:
-            item = self.q.get(timeout=max(0.0, deadline - time.monotonic()))
-        except queue.Empty:
-            raise TransportError(Status.TIMEOUT, f"{what}; agent killed") from None
+        """The next frame before ``deadline`` (time.monotonic()); TransportError("timeout") naming ``what``;
+        KeyboardInterrupt on Ctrl-C (the caller kills the agent on its way out)."""
+        while True:
+            try:
+                item = self.q.get(timeout=min(POLL_S, max(0.0, deadline - time.monotonic())))
+                break
+            except queue.Empty:
+                stop_if_interrupted()
+                if time.monotonic() >= deadline:
+                    raise TransportError(Status.TIMEOUT, f"{what}; agent killed") from None
         if isinstance(item, Exception):
             raise item
         return item
@@ -187,6 +192,7 @@ class BenchmarkModelMeasurer(Measurer):
         remote = self._ship(transport, ledger, [binary])
         transport.run(["chmod", "755", remote[binary]], 60)
         while ledger.pending:
+            stop_if_interrupted()
             item = ledger.pending[0]
             ledger.expected = [item]
             mv = item.variant
@@ -204,7 +210,7 @@ class BenchmarkModelMeasurer(Measurer):
                 use_gpu=bool(spec and spec.name == "gpu" and not spec.library),
                 use_nnapi=bool(spec and spec.name == "nnapi" and not spec.library), taskset=device.taskset,
                 enable_op_profiling=settings.op_profile)
-            result = transport.run(argv, settings.cell_timeout_s)
+            result = transport.run(argv, settings.cell_timeout_s, interruptible=True)
             parsed = parse_benchmark_output((result.stdout + result.stderr).decode(errors="replace"), result.code)
             measured: Any = {key: value for key, value in parsed.items() if key not in ("status", "error")}
             ledger.receive(Status(parsed["status"]), parsed["error"], measured)

@@ -4,7 +4,9 @@ Devices run in parallel, one measuring process per device for all its cells;
 each cell is handed to ``on_cell`` (the store) as soon as it arrives. Any
 failure becomes cells with a status: an unreachable device, a dead connection
 (bounded reconnects, then the rest goes on), a hung agent (killed at the
-timeout), garbage output.
+timeout), garbage output. Ctrl-C is not a failure: every device thread stops
+at its next wait, kills its agent and releases its labgrid place; the cells
+settled before it stay stored, the others stay missing (run --resume).
 """
 
 from __future__ import annotations
@@ -21,9 +23,9 @@ from ..config.settings import MeasureSettings, RunPolicy
 from ..results.record import DeviceRecord, Status, build_cell
 from .jobs import ModelVariant
 from .ledger import CellCallback, Ledger
-from .lab import hold_place, interrupted
+from .lab import hold_place
 from .measurers import Measurer, measurer_for
-from .transport import Transport, TransportError, make_transport
+from .transport import Transport, TransportError, interrupted, make_transport, stop_if_interrupted
 
 RECONNECT_BACKOFF_S = (1.0, 2.0, 4.0)
 
@@ -57,7 +59,8 @@ def measure_device(device: Device, variants: list[ModelVariant], settings: Measu
         measurer.fail_device(ledger, exc.status, exc.message)
     except EdgebenchError as exc:
         measurer.fail_device(ledger, Status.ENVIRONMENT_ERROR, str(exc))
-    on_device(record)
+    finally:  # also on Ctrl-C: the environment of the cells measured so far
+        on_device(record)
 
 
 def _attempts(device: Device, ledger: Ledger, measurer: Measurer, record: DeviceRecord, policy: RunPolicy,
@@ -66,6 +69,7 @@ def _attempts(device: Device, ledger: Ledger, measurer: Measurer, record: Device
     or uses up one of the bounded reconnects, so the loop always ends."""
     reconnects = 0
     while ledger.pending:
+        stop_if_interrupted()
         transport: Transport | None = None
         try:
             transport = transport_factory(device, policy)
@@ -111,6 +115,6 @@ def measure_all(plan: list[tuple[Device, list[ModelVariant]]], settings: Measure
             for f in futures:
                 f.result()
         except KeyboardInterrupt:
-            with interrupted():  # threads waiting for a labgrid place stop waiting
+            with interrupted():  # every device thread kills its agent, releases its place and ends
                 pool.shutdown(wait=True)
             raise

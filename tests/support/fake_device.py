@@ -155,7 +155,7 @@ class FakeTransport(Transport):
         self._check()
         return FakeProcess(self, self.script)
 
-    def run(self, argv: list[str], timeout: float, stdin: bytes = b"") -> CommandResult:
+    def run(self, argv: list[str], timeout: float, stdin: bytes = b"", *, interruptible: bool = False) -> CommandResult:
         self._check()
         done = subprocess.run(argv, input=stdin, capture_output=True, timeout=timeout, cwd=self.device_home)
         return CommandResult(done.returncode, done.stdout, done.stderr)

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from ...config.inventory import Device
-from .base import CommandResult, RemoteProcess, Transport, TransportError
+from .base import POLL_S, CommandResult, RemoteProcess, Transport, TransportError, interrupted, stop_if_interrupted
 
-__all__ = ["CommandResult", "RemoteProcess", "Transport", "TransportError", "make_transport"]
+__all__ = ["POLL_S", "CommandResult", "RemoteProcess", "Transport", "TransportError", "interrupted", "make_transport",
+           "stop_if_interrupted"]
 
 
 def make_transport(device: Device, **options: Any) -> Transport:

@@ -98,10 +98,11 @@ class AdbTransport(Transport):
                                  exit_code=ExitCode.BAD_INPUT)
         return path
 
-    def _adb(self, args: list[str], timeout: float, *, device: bool = True) -> CommandResult:
+    def _adb(self, args: list[str], timeout: float, *, device: bool = True, interruptible: bool = False,
+             ) -> CommandResult:
         """One run of the adb client; its output capped like every transport's (MAX_OUTPUT_BYTES)."""
         argv = [self._adb_binary()] + (["-s", self.serial] if device else []) + args
-        return run_capped(argv, timeout, what=f"adb {args[0]} on {self.serial}")
+        return run_capped(argv, timeout, what=f"adb {args[0]} on {self.serial}", interruptible=interruptible)
 
     @staticmethod
     def _text(done: CommandResult) -> str:
@@ -176,7 +177,7 @@ class AdbTransport(Transport):
         except TransportError:
             return ""
 
-    def run(self, argv: list[str], timeout: float, stdin: bytes = b"") -> CommandResult:
+    def run(self, argv: list[str], timeout: float, stdin: bytes = b"", *, interruptible: bool = False) -> CommandResult:
         files = self._job_files()
         marker = f"__EB_{secrets.token_hex(8)}_RC="
         redirect = "</dev/null"
@@ -187,7 +188,10 @@ class AdbTransport(Transport):
         script = (f'{self._job(argv, redirect, files)}; echo; echo "{marker}$r"; cat {err} 2>/dev/null; '
                   f"rm -f {' '.join(shlex.quote(v) for v in files.values())}")
         try:
-            done = self._adb(["shell", self._shell_arg(script)], timeout)
+            done = self._adb(["shell", self._shell_arg(script)], timeout, interruptible=interruptible)
+        except KeyboardInterrupt:  # the local adb client is gone; the job on the device is ended here
+            self._end_job(files)
+            raise
         except TransportError as exc:
             if exc.status not in ("timeout", "invalid_output"):
                 raise

@@ -11,7 +11,8 @@ from __future__ import annotations
 import abc
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -25,6 +26,31 @@ if TYPE_CHECKING:
 # host's memory without bound. Frames of the agent have their own cap (MAX_FRAME_BYTES).
 MAX_OUTPUT_BYTES = 16 << 20
 STDERR_KEEP_BYTES = 1 << 20  # the tail of a command's stderr that is kept
+
+
+POLL_S = 0.2  # how often a device thread that waits looks for Ctrl-C
+_interrupt = threading.Event()
+
+
+@contextmanager
+def interrupted() -> Iterator[None]:
+    """Ctrl-C, seen by the main thread: while this lasts, every device thread stops at its next wait (an
+    agent's next frame, a labgrid place, the next attempt) with KeyboardInterrupt, killing what it started
+    and releasing its place on the way out, and settles no more cells."""
+    _interrupt.set()
+    try:
+        yield
+    finally:
+        _interrupt.clear()
+
+
+def interrupting() -> bool:
+    return _interrupt.is_set()
+
+
+def stop_if_interrupted(when: bool = True) -> None:
+    if when and _interrupt.is_set():
+        raise KeyboardInterrupt
 
 
 class TransportError(Exception):
@@ -158,8 +184,9 @@ class Transport(abc.ABC):
         """Start argv on the device with pipes for stdin and stdout."""
 
     @abc.abstractmethod
-    def run(self, argv: list[str], timeout: float, stdin: bytes = b"") -> CommandResult:
-        """Run argv to completion; TransportError(status="timeout") after ``timeout`` seconds."""
+    def run(self, argv: list[str], timeout: float, stdin: bytes = b"", *, interruptible: bool = False) -> CommandResult:
+        """Run argv to completion; TransportError(status="timeout") after ``timeout`` seconds. ``interruptible``
+        (a measurement): Ctrl-C kills it and raises KeyboardInterrupt; never for commands that clean up."""
 
     @abc.abstractmethod
     def put(self, local: Path, remote: str) -> None:

@@ -12,12 +12,14 @@ import time
 from pathlib import Path
 
 from .base import (MAX_OUTPUT_BYTES, STDERR_KEEP_BYTES, Capture, CommandResult, RemoteProcess, Transport,
-                   TransportError, feed, too_much_output)
+                   TransportError, feed, interrupting, stop_if_interrupted, too_much_output)
 
 
-def run_capped(argv: list[str], timeout: float, stdin: bytes = b"", what: str | None = None) -> CommandResult:
+def run_capped(argv: list[str], timeout: float, stdin: bytes = b"", what: str | None = None, *,
+               interruptible: bool = False) -> CommandResult:
     """Run a local program (the local transport's commands, the adb client) in its own process group, with
-    stdout capped at MAX_OUTPUT_BYTES and only the tail of stderr kept; killed at ``timeout`` or overflow."""
+    stdout capped at MAX_OUTPUT_BYTES and only the tail of stderr kept; killed at ``timeout`` or overflow
+    (or, ``interruptible``, on Ctrl-C: then KeyboardInterrupt)."""
     what = what or argv[0]
     try:
         popen = subprocess.Popen(argv, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -35,11 +37,13 @@ def run_capped(argv: list[str], timeout: float, stdin: bytes = b"", what: str | 
         try:
             code = popen.wait(min(0.1, max(0.0, deadline - time.monotonic())))
         except subprocess.TimeoutExpired:
-            pass
+            if interruptible and interrupting():
+                break
     # output still in the pipes after the exit
     ended = code is not None and out.join(max(1.0, deadline - time.monotonic())) and err.join(1.0)
     if not ended or out.overflow.is_set():
         _kill_group(popen)
+    stop_if_interrupted(interruptible and not ended)
     if out.overflow.is_set():
         raise too_much_output(what)
     if not ended:
@@ -92,8 +96,8 @@ class LocalTransport(Transport):
             raise TransportError("unreachable", f"cannot start {argv[0]}: {exc}") from None
         return LocalProcess(popen, err)
 
-    def run(self, argv: list[str], timeout: float, stdin: bytes = b"") -> CommandResult:
-        return run_capped(argv, timeout, stdin)
+    def run(self, argv: list[str], timeout: float, stdin: bytes = b"", *, interruptible: bool = False) -> CommandResult:
+        return run_capped(argv, timeout, stdin, interruptible=interruptible)
 
     def put(self, local: Path, remote: str) -> None:
         shutil.copyfile(local, remote)

@@ -39,8 +39,8 @@ from typing import IO, cast
 import paramiko
 
 from ...config.inventory import Device
-from .base import (MAX_OUTPUT_BYTES, STDERR_KEEP_BYTES, Capture, CommandResult, RemoteProcess, Transport,
-                   TransportError, Watchdog, feed, too_much_output)
+from .base import (MAX_OUTPUT_BYTES, POLL_S, STDERR_KEEP_BYTES, Capture, CommandResult, RemoteProcess, Transport,
+                   TransportError, Watchdog, feed, interrupting, stop_if_interrupted, too_much_output)
 from .hostkeys import HostKeyPolicy, KnownHosts, transport_preferring
 from .sshkeys import Endpoint, default_keys, key_label, private_key, scrub_key_paths, split_jump
 
@@ -48,6 +48,7 @@ DEFAULT_WORKDIR = ".cache/edgebench"  # relative to the device's $HOME
 KEEPALIVE_S = 30  # an agent measuring quietly for minutes must not lose its connection to an idle NAT timeout
 MAX_JUMPS = 8
 STDERR_TAIL_BYTES = 64 << 10
+MAX_PREAMBLE_BYTES = 64 << 10  # what a login script may print before the command starts
 
 _PGID_MARK = b"edgebench-pgid "
 _INNER = 'printf "edgebench-pgid %s\\n" "$$"; exec "$@"'
@@ -89,8 +90,6 @@ class _StderrPump:
         while True:
             try:
                 data = self._chan.recv_stderr(1 << 16)
-            except socket.timeout:
-                continue  # the channel has a timeout only while the command starts
             except (OSError, EOFError, paramiko.SSHException):
                 return
             if not data:
@@ -120,21 +119,29 @@ class SSHProcess(RemoteProcess):
         self.pgid = self._read_pgid(transport.command_timeout)
 
     def _read_pgid(self, timeout: float) -> int:
-        """The first line our wrapper prints; anything a login script printed before it is dropped."""
-        self._chan.settimeout(timeout)
+        """The first line our wrapper prints; anything a login script printed before it is dropped, up to
+        MAX_PREAMBLE_BYTES, and all of it within ``timeout`` (a shell trickling a byte a second never makes
+        a read time out): past either the channel is closed and the command fails."""
+        dog = Watchdog(timeout, self._chan.close)  # closing the channel ends a blocked read
+        seen = 0
         try:
-            for _ in range(1000):
-                line = self.stdout.readline(4096)
-                if not line:
+            while seen < MAX_PREAMBLE_BYTES:
+                line = self.stdout.readline(min(4096, MAX_PREAMBLE_BYTES - seen))
+                if not line or dog.expired:
                     break
+                seen += len(line)
                 if line.startswith(_PGID_MARK) and line[len(_PGID_MARK):].strip().isdigit():
                     return int(line[len(_PGID_MARK):])
-        except socket.timeout:
-            self._chan.close()
-            raise TransportError("timeout", f"{self._what} did not start within {timeout:.0f} s") from None
+        except (OSError, EOFError, paramiko.SSHException):
+            pass  # the channel closed under the read: the watchdog's, or the connection's
         finally:
-            self._chan.settimeout(None)
+            dog.stop()
         self._chan.close()
+        if dog.expired:
+            raise TransportError("timeout", f"{self._what} did not start within {timeout:g} s")
+        if seen >= MAX_PREAMBLE_BYTES:
+            raise TransportError("invalid_output", f"the device's shell printed more than {MAX_PREAMBLE_BYTES} bytes "
+                                                   f"before starting {self._what} (a login script?)")
         raise self._transport.failure(f"the device's shell did not start {self._what}: "
                                       f"{self.stderr_tail(300).strip() or 'no output'}")
 
@@ -358,17 +365,19 @@ class SSHTransport(Transport):
     def start(self, argv: list[str]) -> SSHProcess:
         return self._start(argv, STDERR_TAIL_BYTES)
 
-    def run(self, argv: list[str], timeout: float, stdin: bytes = b"") -> CommandResult:
+    def run(self, argv: list[str], timeout: float, stdin: bytes = b"", *, interruptible: bool = False) -> CommandResult:
         proc = self._start(argv, STDERR_KEEP_BYTES)
         out = Capture(proc.stdout, MAX_OUTPUT_BYTES)
         threading.Thread(target=feed, args=(proc.stdin, stdin), daemon=True).start()
         deadline = time.monotonic() + timeout
         code = None
-        while code is None and not out.overflow.is_set() and time.monotonic() < deadline:
-            code = proc.wait(min(0.5, max(0.0, deadline - time.monotonic())))
+        while code is None and not out.overflow.is_set() and time.monotonic() < deadline \
+                and not (interruptible and interrupting()):
+            code = proc.wait(min(POLL_S, max(0.0, deadline - time.monotonic())))
         # output still in flight after the exit status
         ended = code is not None and out.join(max(1.0, deadline - time.monotonic()))
         proc.kill()  # closes the channel; the process group too if it still runs
+        stop_if_interrupted(interruptible and not ended)
         if out.overflow.is_set():
             raise too_much_output(argv[0])
         if not ended or code is None:
