@@ -118,11 +118,17 @@ class SSHProcess(RemoteProcess):
         self._stderr = _StderrPump(chan, stderr_limit)
         self.pgid = self._read_pgid(transport.command_timeout)
 
+    def _close_channel(self) -> None:
+        try:
+            self._chan.close()
+        except (OSError, EOFError, paramiko.SSHException):  # the connection died first: the read ends anyway
+            pass
+
     def _read_pgid(self, timeout: float) -> int:
         """The first line our wrapper prints; anything a login script printed before it is dropped, up to
         MAX_PREAMBLE_BYTES, and all of it within ``timeout`` (a shell trickling a byte a second never makes
         a read time out): past either the channel is closed and the command fails."""
-        dog = Watchdog(timeout, self._chan.close)  # closing the channel ends a blocked read
+        dog = Watchdog(timeout, self._close_channel)  # closing the channel ends a blocked read
         seen = 0
         try:
             while seen < MAX_PREAMBLE_BYTES:
