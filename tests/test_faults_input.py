@@ -311,6 +311,10 @@ def test_a_fifo_given_as_the_model_or_inside_a_converted_directory_is_refused(tm
         (tmp_path / "pipe.tflite").unlink(missing_ok=True)
         done = _run_with_deadline("run", "--models", given, "--store", tmp_path / "s.sqlite", "-q")
         assert done.returncode == 2 and "fp32.tflite: not a regular file" in done.stderr, done.stderr
+    (converted / "manifest.json").unlink()
+    os.mkfifo(converted / "manifest.json")  # every capped read (manifests, suites, recipes) refuses it unopened
+    done = _run_with_deadline("run", "--models", converted, "--store", tmp_path / "s.sqlite", "-q")
+    assert done.returncode == 2 and "manifest.json: manifest is not a regular file" in done.stderr, done.stderr
 
 
 # -- 8. two models with the same name --------------------------------------------------------------------

@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -226,8 +227,13 @@ def test_a_controller_whose_start_time_is_unknown_is_never_taken_for_dead() -> N
     assert is_stale(f"{host}/{unknown}", (host, user)) is False
     dead = user.rsplit("-", 2)[0] + "-999999999-0"
     assert is_stale(f"{host}/{dead}", (host, user)) is True  # no such process: known dead
-    if os.geteuid() != 0:
-        pytest.skip("hiding /proc from another user needs root (a private mount of /proc with hidepid=2)")
+
+
+def test_a_controller_hidden_by_hidepid_is_never_taken_for_dead() -> None:
+    host, user = controller_identity()
+    if os.geteuid() != 0:  # CI runs as root; elsewhere this FAILs saying why rather than skipping
+        pytest.fail("hiding /proc from another user needs root (a private mount of /proc with hidepid=2): "
+                    "run the tests as root, as .ci/run does", pytrace=False)
     # Another user's controller on a /proc mounted hidepid=2 cannot read this process's start time: to it,
     # this controller is alive (it is), not a dead one whose lock it may clear.
     done = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", HIDDEN_PROC, "sh",
@@ -235,6 +241,17 @@ def test_a_controller_whose_start_time_is_unknown_is_never_taken_for_dead() -> N
                           capture_output=True, text=True, timeout=60, cwd="/", env=dict(os.environ, PYTHONPATH=str(ROOT)))
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["None", "False"], done.stdout  # hidden from it, and not stale to it
+
+
+def _failed_board_cell(tmp_path: Path, host: str) -> Any:
+    """Run a stand-in model on one inventory host ``board: HOST``, which must fail (exit 3); its one cell."""
+    inv = tmp_path / "inv.yaml"
+    inv.write_text(f"all:\n  hosts:\n    board: {host}\n")
+    result = run_cli("run", "--models", stand_in_model(tmp_path / "m.tflite"), "--inventory", inv,
+                     "--store", tmp_path / "s.sqlite", "-q")
+    assert result.code == 3, result.err
+    cell, = _export(tmp_path / "s.sqlite")["results"]
+    return cell
 
 
 def _client_wrapper(directory: Path, when: str, then: str) -> Path:
@@ -272,12 +289,7 @@ def test_a_place_whose_env_is_not_a_mapping_fails_its_cells_and_is_released(
     labgrid_lab.place("rpi-1", "board-1")
     monkeypatch.setattr(sys, "executable", str(_client_wrapper(tmp_path / "bin", "env",
                                                                "printf -- '- targets\\n- rpi-1\\n'; exit 0")))
-    inv = tmp_path / "inv.yaml"
-    inv.write_text("all:\n  hosts:\n    board: {labgrid_place: rpi-1}\n")
-    result = run_cli("run", "--models", stand_in_model(tmp_path / "m.tflite"), "--inventory", inv,
-                     "--store", tmp_path / "s.sqlite", "-q")
-    assert result.code == 3, result.err
-    cell, = _export(tmp_path / "s.sqlite")["results"]
+    cell = _failed_board_cell(tmp_path, "{labgrid_place: rpi-1}")
     assert cell["status"] == "environment_error" and "labgrid place rpi-1: no NetworkService" in cell["error"]
     assert labgrid_lab.holder("rpi-1") is None
 
@@ -302,12 +314,7 @@ def test_every_level_of_a_places_env_is_checked(text: str, words: str) -> None:
 
 
 def test_an_unreachable_coordinator_makes_the_cells_unreachable_naming_it(tmp_path: Path, ssh_home: Path) -> None:
-    inv = tmp_path / "inv.yaml"
-    inv.write_text("all:\n  hosts:\n    board: {labgrid_place: rpi-1, labgrid_coordinator: '127.0.0.1:1'}\n")
-    result = run_cli("run", "--models", stand_in_model(tmp_path / "m.tflite"), "--inventory", inv,
-                     "--store", tmp_path / "s.sqlite", "-q")
-    assert result.code == 3, result.err
-    cell, = _export(tmp_path / "s.sqlite")["results"]
+    cell = _failed_board_cell(tmp_path, "{labgrid_place: rpi-1, labgrid_coordinator: '127.0.0.1:1'}")
     assert cell["status"] == "unreachable" and "labgrid coordinator 127.0.0.1:1 unreachable" in cell["error"]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -62,14 +63,18 @@ def sha256_file(path: Path, limit: int | None = None) -> str:
 
 
 def read_capped(path: Path, limit: int, what: str = "file") -> bytes:
-    """The whole file, refused (naming it) when larger than ``limit`` bytes."""
+    """The whole file, refused (naming it) when larger than ``limit`` bytes or not a regular file: opened
+    without blocking, so a FIFO put in its place cannot hold the reader."""
     try:
-        with open(path, "rb") as f:
-            data = f.read(limit + 1)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except FileNotFoundError:
         raise EdgebenchError(f"{what} not found", where=str(path)) from None
     except OSError as exc:
         raise EdgebenchError(f"cannot read {what}: {exc.strerror or exc}", where=str(path)) from None
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise EdgebenchError(f"{what} is not a regular file (a FIFO, device or socket): refused", where=str(path))
+        data = f.read(limit + 1)
     if len(data) > limit:
         raise EdgebenchError(f"{what} is larger than {limit} bytes", where=str(path))
     return data

@@ -77,7 +77,13 @@ def side_by_side(candidates: list[ModelVariant], baselines: list[ModelVariant]) 
 
 
 def from_converted(directory: Path, only: list[str] | None = None) -> list[ModelVariant]:
-    return from_manifest(read_manifest(directory), directory, only)
+    """The variants of a converted directory; its model files are checked (regular_file) before anything
+    reads them (the manifest itself makes sure they stay in the directory)."""
+    variants = from_manifest(read_manifest(directory), directory, only)
+    for mv in variants:
+        if mv.path is not None and mv.path.exists():
+            regular_file(mv.path)
+    return variants
 
 
 def from_manifest(manifest: dict[str, Any], directory: Path, only: list[str] | None = None) -> list[ModelVariant]:
@@ -133,27 +139,16 @@ def discover(path: Path, only: list[str] | None = None) -> list[ModelVariant]:
                                  where=str(path))
         return [from_tflite(path)]
     if (path / MANIFEST).exists():
-        return _converted(path, only)
+        return from_converted(path, only)
     found: list[ModelVariant] = []
     for child in sorted(path.iterdir()):
         if child.suffix != ".tflite" and not (child.is_dir() and (child / MANIFEST).exists()):
             continue
         inside(path, child.name, "model file" if child.suffix == ".tflite" else "converted directory", str(child))
-        found += [from_tflite(child)] if child.suffix == ".tflite" else _converted(child, only)
+        found += [from_tflite(child)] if child.suffix == ".tflite" else from_converted(child, only)
     if not found:
         raise EdgebenchError("no converted models (manifest.json) or .tflite files here", where=str(path))
     return found
-
-
-def _converted(directory: Path, only: list[str] | None) -> list[ModelVariant]:
-    """A converted directory found by discover: its manifest and model files are checked before anything
-    reads them (the manifest itself makes sure they stay in the directory)."""
-    regular_file(directory / MANIFEST)
-    variants = from_converted(directory, only)
-    for mv in variants:
-        if mv.path is not None and mv.path.exists():
-            regular_file(mv.path)
-    return variants
 
 
 # -- what a device runs -----------------------------------------------------------------------------
